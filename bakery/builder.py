@@ -1,0 +1,481 @@
+"""`python build.py [build]`: plan, print the plan, build each variant with BuildKit, verify, tag.
+
+An image is tagged only after its contents were read back and match the variant, so an
+interrupted or failed build never leaves a tag pointing at the wrong thing; a re-run resumes
+from the BuildKit cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from bakery import engine
+from bakery.errors import EXIT_OK, BakeryError, GuardError, UsageError
+from bakery.matrix import Selection, Variant, load_matrix, select_variants
+from bakery.pipsources import (
+    PipSources,
+    check_local_dirs,
+    find_ca_bundle,
+    sources_from_flags,
+    sources_from_host,
+)
+from bakery.render import find_drift, render_variant
+from bakery.ui import err_console
+
+BUILD_DESCRIPTION = """\
+Build the selected variants with BuildKit (docker buildx, through python-on-whales).
+
+With no --target, bakery picks the host's accelerator (/dev/kfd -> rocm, /dev/nvidia* -> cuda,
+otherwise cpu) and says so. Each build's full log goes to .bakery/logs/; the run ends with a
+summary table. Images are tagged <repository>:<tag> only after their torch stack was read back.
+
+Behind proxies and air gaps:
+  --ca-cert PEM        CA bundle for HTTPS steps (default: $PIP_CERT, $REQUESTS_CA_BUNDLE,
+                       $SSL_CERT_FILE), passed as a BuildKit secret, never stored in a layer
+  --index-url/--extra-index-url/--find-links
+                       pip sources (default: the host's `pip config list` and PIP_*);
+                       local directories are bind-mounted as named build contexts
+  --torch-source       auto (default): the accelerator's index if reachable, else PyPI where
+                       its wheel is the same build (CUDA 12.8 for torch 2.8-2.10), else local
+                       sources only; index | pypi | local force one
+  --base-map FROM=TO   build FROM a mirror or local image instead (e.g. the one `base` makes)
+  --bootstrap-base     map Debian bases to a debootstrapped local image, creating it if needed
+  $HF_TOKEN            passed as the BuildKit secret hf_token when set, never as an ARG
+"""
+
+TORCH_SOURCES = ("auto", "index", "pypi", "local")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    root: Path
+    jobs: int = 1
+    dry_run: bool = False
+    json: bool = False
+    torch_source: str = "auto"
+    pip: PipSources = field(default_factory=PipSources)
+    ca_cert: Path | None = None
+    base_map: Mapping[str, str] = field(default_factory=dict)
+    bootstrap_base: bool = False
+    repository: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    log_dir: Path = Path(".bakery/logs")
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    """One planned build: everything decided before docker is called."""
+
+    variant: Variant
+    dockerfile: Path
+    image: str
+    torch_source: str
+    torch_source_reason: str
+    build_args: Mapping[str, str]
+    base_context: tuple[str, str] | None  # (FROM reference, docker-image://replacement)
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    step: BuildStep
+    image_id: str
+    size: int
+    seconds: float
+    steps_total: int
+    steps_cached: int
+
+
+def add_build_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--jobs", type=int, default=1, help="build N variants at once (default 1)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--torch-source", choices=TORCH_SOURCES, default="auto")
+    p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle (PEM) for HTTPS steps")
+    p.add_argument("--index-url", default=None)
+    p.add_argument("--extra-index-url", action="append", default=[])
+    p.add_argument("--find-links", action="append", default=[])
+    p.add_argument("--no-host-pip", action="store_true", help="ignore the host's pip config")
+    p.add_argument("--base-map", action="append", default=[], metavar="FROM=TO")
+    p.add_argument("--bootstrap-base", action="store_true")
+    p.add_argument("--repository", default=None, help="override the matrix's repository")
+    p.add_argument("--uid", type=int, default=None, help="uid of the image's user")
+    p.add_argument("--gid", type=int, default=None, help="gid of the image's user")
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs} is not a positive number", fix="use --jobs 1 or more")
+    explicit = args.index_url or args.extra_index_url or args.find_links
+    if explicit:
+        pip = sources_from_flags(args.index_url, args.extra_index_url, args.find_links)
+    elif args.no_host_pip:
+        pip = PipSources()
+    else:
+        pip = sources_from_host()
+    return BuildOptions(
+        root=args.matrix.resolve().parent, jobs=args.jobs, dry_run=args.dry_run, json=args.json,
+        torch_source=args.torch_source, pip=pip, ca_cert=find_ca_bundle(args.ca_cert),
+        base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
+        repository=args.repository, uid=args.uid, gid=args.gid,
+    )  # fmt: skip
+
+
+def parse_base_map(values: Sequence[str]) -> dict[str, str]:
+    result = {}
+    for value in values:
+        source, sep, target = value.partition("=")
+        if not sep or not source or not target:
+            raise UsageError(
+                f"--base-map {value!r} is not FROM=TO",
+                fix="e.g. --base-map docker.io/library/debian:bookworm-slim=bakery/debian:bookworm",
+            )
+        result[source] = target
+    return result
+
+
+def detect_host_target(dev: Path = Path("/dev")) -> tuple[str, str]:
+    """(target, reason) from the host's device nodes."""
+    if (dev / "kfd").exists():
+        return "rocm", f"{dev}/kfd exists (AMD ROCm)"
+    if (dev / "nvidiactl").exists() or any(dev.glob("nvidia[0-9]*")):
+        return "cuda", f"{dev}/nvidia* exist (NVIDIA)"
+    return "cpu", f"no {dev}/kfd or {dev}/nvidia* on this host"
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    console = err_console()
+    if not args.target and not args.variant:
+        target, reason = detect_host_target()
+        console.print(f"no --target given: building for [bold]{target}[/] ({reason})")
+        args.target = [target]
+    options = options_from_args(args)
+    matrix = load_matrix(args.matrix)
+    variants = select_variants(matrix, _selection(args))
+    check_rendered(variants, options.root)
+    steps = plan_builds(variants, options)
+    print_plan(steps, options, console)
+    if options.dry_run:
+        return EXIT_OK
+    engine.check_engine()
+    steps = prepare_bases(steps, options, console)
+    results = run_builds(steps, options, console)
+    report_results(results, options, console)
+    return EXIT_OK
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
+
+    return selection_from_args(args)
+
+
+def check_rendered(variants: Sequence[Variant], root: Path) -> None:
+    template = (root / "Dockerfile.in").read_text(encoding="utf-8")
+    drift = [
+        d
+        for v in variants
+        for d in find_drift(render_variant(v, template), root)
+        if "stale" not in d
+    ]
+    if drift:
+        raise UsageError(
+            f"images/ is out of date for the selection ({drift[0]}{' …' if len(drift) > 1 else ''})",
+            "the Dockerfiles must match matrix.toml and Dockerfile.in",
+            "run `python build.py generate` (and commit images/)",
+        )
+
+
+def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[BuildStep]:
+    check_local_dirs(options.pip)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    steps = []
+    for v in variants:
+        source, reason = choose_torch_source(v, options)
+        args = {"TORCH_SOURCE": source} if v.flavour == "full" else {}
+        if options.uid is not None:
+            args["BAKERY_UID"] = str(options.uid)
+        if options.gid is not None:
+            args["BAKERY_GID"] = str(options.gid)
+        repository = options.repository or v.project.repository
+        mapped = options.base_map.get(v.base_ref) or options.base_map.get(v.base)
+        steps.append(BuildStep(
+            variant=v, dockerfile=Path("images") / v.id / "Dockerfile",
+            image=f"{repository}:{v.tag}", torch_source=source, torch_source_reason=reason,
+            build_args=args, base_context=(v.base_ref, mapped) if mapped else None,
+            log_path=options.root / options.log_dir / f"{v.id}-{stamp}.log",
+        ))  # fmt: skip
+    return steps
+
+
+def choose_torch_source(v: Variant, options: BuildOptions) -> tuple[str, str]:
+    if v.flavour == "slim":
+        return "none", "slim: torch comes from the host environment at run time"
+    policy = options.torch_source
+    if policy == "pypi" and not v.pypi_equivalent:
+        raise UsageError(
+            f"--torch-source pypi for {v.id}: PyPI's torch {v.torch} is not the {v.index.name} build",
+            f"only {', '.join(v.index.pypi_equivalent) or 'no releases'} match on PyPI",
+            "use --torch-source index (or local with a mirror of the index)",
+        )
+    if policy in ("index", "pypi", "local"):
+        return policy, "asked for with --torch-source"
+    if index_reachable(v.index.url, options.ca_cert):
+        return "index", f"{v.index.url} is reachable"
+    if v.pypi_equivalent:
+        return (
+            "pypi",
+            f"{v.index.url} is unreachable; PyPI's torch {v.torch} is the same {v.index.name} build",
+        )
+    if options.pip.local_dirs():
+        return "local", f"{v.index.url} is unreachable; torch must come from local pip sources"
+    raise UsageError(
+        f"cannot get torch {v.torch} for {v.id}: {v.index.url} is unreachable",
+        f"PyPI's torch {v.torch} is not the {v.index.name} build and no local pip source is set",
+        "pass --find-links DIR with the wheels, or --index-url of a mirror of the index",
+    )
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def index_reachable(url: str, ca_cert: Path | None, timeout: float = 5.0) -> bool:
+    if url not in _REACHABLE:
+        import ssl  # noqa: PLC0415
+
+        context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
+        try:
+            request = urllib.request.Request(url.rstrip("/") + "/torch/", method="HEAD")  # noqa: S310 - https index URL from committed data
+            with urllib.request.urlopen(request, timeout=timeout, context=context):  # noqa: S310
+                _REACHABLE[url] = True
+        except (urllib.error.URLError, OSError, ValueError):
+            _REACHABLE[url] = False
+    return _REACHABLE[url]
+
+
+def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> None:
+    console.print(f"build plan: {len(steps)} variant(s), {options.jobs} at a time")
+    for s in steps:
+        base = (
+            f"{s.base_context[1]} (mapped from {s.variant.base})"
+            if s.base_context
+            else s.variant.base_ref
+        )
+        console.print(f"  {s.variant.id} -> {s.image}")
+        console.print(f"      torch from {s.torch_source}: {s.torch_source_reason}")
+        console.print(f"      base {base}")
+    console.print(f"pip sources: {options.pip.describe()}")
+    ca = (
+        f"CA bundle {options.ca_cert} (BuildKit secret 'ca')" if options.ca_cert else "no CA bundle"
+    )
+    token = "; HF_TOKEN as secret 'hf_token'" if os.environ.get("HF_TOKEN") else ""
+    console.print(f"{ca}{token}; logs in {options.root / options.log_dir}")
+    if options.dry_run:
+        console.print("dry run: nothing was built")
+
+
+def prepare_bases(
+    steps: Sequence[BuildStep], options: BuildOptions, console: Console
+) -> list[BuildStep]:
+    if not options.bootstrap_base:
+        return list(steps)
+    from bakery import base  # noqa: PLC0415
+
+    result = []
+    for step in steps:
+        suite = _debian_suite(step.variant.base)
+        if step.base_context is None and suite:
+            made = base.bootstrap_base(base.BaseOptions(suite=suite))
+            how = "bootstrapped" if made.created else "reused"
+            console.print(f"base {step.variant.base} -> {made.tag} ({how})")
+            step = replace(step, base_context=(step.variant.base_ref, made.tag))  # noqa: PLW2901
+        result.append(step)
+    return result
+
+
+def _debian_suite(image: str) -> str:
+    name, _, tag = image.rpartition(":")
+    if not name.endswith("debian"):
+        return ""
+    return tag.removesuffix("-slim")
+
+
+@contextmanager
+def build_secrets(options: BuildOptions) -> Iterator[tuple[engine.Secret, ...]]:
+    """Secret files for one build, in a private temp dir removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="bakery-secrets-"))
+    try:
+        secrets = []
+        pipconf = tmp / "pip.conf"
+        pipconf.write_text(options.pip.pip_conf(), encoding="utf-8")
+        secrets.append(engine.Secret("pipconf", pipconf))
+        if options.ca_cert is not None:
+            secrets.append(engine.Secret("ca", options.ca_cert))
+        token = os.environ.get("HF_TOKEN")
+        if token:
+            path = tmp / "hf_token"
+            path.write_text(token, encoding="utf-8")
+            secrets.append(engine.Secret("hf_token", path))
+        for path in tmp.iterdir():
+            path.chmod(0o600)
+        yield tuple(secrets)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildResult:
+    contexts = {f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())}
+    named: dict[str, Path | str] = dict(contexts)
+    if step.base_context is not None:
+        named[step.base_context[0]] = f"docker-image://{step.base_context[1]}"
+    step.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with build_secrets(options) as secrets:
+        spec = engine.BuildSpec(
+            context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
+            build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
+            log_path=step.log_path,
+        )  # fmt: skip
+        outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
+    status.update(step, "verifying the image")
+    verify_image(step, outcome.image_id)
+    engine.tag_image(outcome.image_id, step.image)
+    info = engine.inspect_image(outcome.image_id)
+    status.update(step, "done")
+    return BuildResult(
+        step=step, image_id=outcome.image_id, size=info.size if info else 0,
+        seconds=outcome.seconds, steps_total=outcome.steps_total,
+        steps_cached=outcome.steps_cached,
+    )  # fmt: skip
+
+
+def verify_image(step: BuildStep, image_id: str) -> None:
+    """Read the versions back from the built image; refuse to tag on any difference."""
+    v = step.variant
+    if v.flavour == "full":
+        command = [
+            "bakery-probe", "guard", "--torch", v.torch, "--accelerator", v.accelerator,
+            "--accelerator-version", v.index.version, "--local", v.index.local,
+            "--source", step.torch_source,
+            *(f"--companion={n}={ver}" for n, ver in v.companions),
+        ]  # fmt: skip
+    else:
+        command = [
+            "python",
+            "-c",
+            f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
+        ]
+    result = engine.run_container(image_id, command, timeout=300)
+    if result.return_code != 0:
+        raise GuardError(
+            f"{step.image} was built but not tagged: its contents differ from variant {v.id}",
+            (result.stderr or result.stdout).strip()[-800:],
+            f"see the build log {step.log_path}; fix the pins or sources and rebuild",
+        )
+
+
+class _Status:
+    """One live line per variant: the current step and the elapsed time."""
+
+    def __init__(self, steps: Sequence[BuildStep], console: Console) -> None:
+        self._lock = threading.Lock()
+        self._state = {s.variant.id: ("waiting", 0.0) for s in steps}
+        self._console = console
+        self._live: Live | None = None
+
+    def update(self, step: BuildStep, text: str) -> None:
+        with self._lock:
+            _, started = self._state[step.variant.id]
+            self._state[step.variant.id] = (text, started or time.monotonic())
+            if self._live is not None:
+                self._live.update(self.render())
+            elif not self._console.is_terminal and text in ("done", "verifying the image"):
+                self._console.print(f"{step.variant.id}: {text}")
+
+    def render(self) -> Table:
+        table = Table.grid(padding=(0, 2))
+        now = time.monotonic()
+        for vid, (text, started) in self._state.items():
+            elapsed = f"{now - started:5.0f}s" if started else "     "
+            table.add_row(vid, elapsed, text[:100])
+        return table
+
+    @contextmanager
+    def live(self) -> Iterator[None]:
+        if not self._console.is_terminal:
+            yield
+            return
+        with Live(self.render(), console=self._console, refresh_per_second=4) as live:
+            self._live = live
+            try:
+                yield
+            finally:
+                self._live = None
+
+
+def run_builds(
+    steps: Sequence[BuildStep], options: BuildOptions, console: Console
+) -> list[BuildResult]:
+    status = _Status(steps, console)
+    for s in steps:
+        console.print(f"{s.variant.id}: log {s.log_path}")
+    with status.live(), ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        futures = [pool.submit(build_one, s, options, status) for s in steps]
+        results, errors = [], []
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BakeryError as exc:
+                errors.append(exc)
+    if errors:
+        if results:
+            report_results(results, options, console)
+        raise errors[0]
+    return results
+
+
+def report_results(results: Sequence[BuildResult], options: BuildOptions, console: Console) -> None:
+    if options.json:
+        print(json.dumps([result_record(r) for r in results], indent=2))
+        return
+    table = Table(title="built")
+    for column in ("variant", "tag", "image id", "size", "time", "cached steps", "torch from"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.step.variant.id, r.step.image, r.image_id.removeprefix("sha256:")[:12],
+            f"{r.size / 1e9:.2f} GB", f"{r.seconds:.0f}s", f"{r.steps_cached}/{r.steps_total}",
+            r.step.torch_source,
+        )  # fmt: skip
+    console.print(table)
+
+
+def result_record(r: BuildResult) -> dict[str, object]:
+    return {
+        "variant": r.step.variant.id,
+        "image": r.step.image,
+        "image_id": r.image_id,
+        "size": r.size,
+        "seconds": round(r.seconds, 1),
+        "steps_total": r.steps_total,
+        "steps_cached": r.steps_cached,
+        "torch_source": r.step.torch_source,
+        "log": str(r.step.log_path),
+    }

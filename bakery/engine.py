@@ -1,0 +1,752 @@
+"""The Docker engine, behind one small interface: the only module that imports python_on_whales.
+
+Every failure of a docker command leaves this module as a `bakery.errors` type:
+`EngineMissingError` when there is no docker binary, no daemon answering, or no buildx >= 0.13;
+`DockerError` (command, exit code, last lines of stderr, full log) for everything else.
+
+Builds do not go through `docker.build(stream_logs=True)`: python-on-whales keeps that
+subprocess inside a generator and never stops it when the caller is interrupted
+(`python_on_whales.utils.stream_stdout_and_stderr`), which would leave a build running after
+Ctrl+C. `build_image` runs the same `docker buildx build --progress plain --metadata-file`
+command itself, with the client options python-on-whales would use, and stops it on interrupt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any
+
+from python_on_whales import DockerClient
+from python_on_whales.client_config import ClientNotFoundError
+from python_on_whales.exceptions import DockerException, NoSuchContainer, NoSuchImage
+
+from bakery.errors import BakeryError, DockerError, EngineMissingError, UsageError
+
+LOGGER = logging.getLogger(__name__)
+
+MIN_BUILDX = (0, 13)  # python-on-whales needs `buildx ls --format` (docker/buildx#1787)
+STDERR_TAIL_LINES = 15
+INSTALL_FIX = "start or install the engine with `sudo scripts/install-engine.sh`"
+STOP_GRACE_SECONDS = 15.0  # how long an interrupted build may take to cancel before SIGKILL
+CLI_TIMEOUT_SECONDS = 300.0  # plain docker CLI calls (history, version) that should be quick
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_DAEMON_DOWN = (
+    "cannot connect to the docker daemon",
+    "is the docker daemon running",
+    "error during connect",
+)
+_NO_BUILDX = (
+    "'buildx' is not a docker command",
+    "unknown command: docker buildx",
+    'unknown command "buildx"',
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public types
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A BuildKit secret read from a file (never a value that could end up in argv or logs)."""
+
+    id: str
+    src: Path
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything one `docker buildx build` needs."""
+
+    context: Path
+    dockerfile: Path
+    log_path: Path
+    tags: tuple[str, ...] = ()
+    build_args: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    secrets: tuple[Secret, ...] = ()
+    build_contexts: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    target: str | None = None
+    network: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    image_id: str
+    steps_total: int  # Dockerfile steps (`#N [stage 3/9] RUN ...`), FROM lines excluded
+    steps_cached: int
+    steps_run: tuple[str, ...]  # names of the steps that executed, e.g. "[2/3] RUN make"
+    seconds: float
+    log_path: Path
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    client_version: str
+    server_version: str
+    api_version: str
+    buildx_version: str
+    host: str | None  # None: the CLI's default (DOCKER_HOST or the current context)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    repo_tags: tuple[str, ...]
+    size: int  # bytes
+    labels: Mapping[str, str]
+    env: Mapping[str, str]
+    cmd: tuple[str, ...] | None
+    entrypoint: tuple[str, ...] | None
+    workdir: str
+    user: str
+    layers: tuple[str, ...]  # RootFS diff ids, base first
+
+
+@dataclass(frozen=True)
+class RunResult:
+    name: str
+    return_code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Client and error translation
+
+
+@dataclass
+class _Connection:
+    host: str | None = None
+
+
+_CONNECTION = _Connection()
+
+
+def connect(host: str | None = None) -> None:
+    """Send later calls to the daemon at `host` (e.g. "unix:///run/x.sock"); None: CLI default."""
+    _CONNECTION.host = host
+
+
+@contextlib.contextmanager
+def connected(host: str | None) -> Iterator[None]:
+    """Use the daemon at `host` inside the block, then return to the previous one."""
+    previous = _CONNECTION.host
+    connect(host)
+    try:
+        yield
+    finally:
+        connect(previous)
+
+
+def _docker() -> DockerClient:
+    return DockerClient(host=_CONNECTION.host)
+
+
+def _docker_command() -> list[str]:
+    """The CLI prefix python-on-whales uses (binary path and global options)."""
+    try:
+        return [str(part) for part in _docker().client_config.docker_cmd]
+    except ClientNotFoundError as exc:
+        raise _binary_missing(exc) from exc
+
+
+def _binary_missing(exc: Exception) -> EngineMissingError:
+    return EngineMissingError("the `docker` command is not on PATH", why=str(exc), fix=INSTALL_FIX)
+
+
+def tail_lines(text: str, count: int = STDERR_TAIL_LINES) -> str:
+    """The last `count` non-empty lines of `text`."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return "\n".join(lines[-count:])
+
+
+def classify_engine_problem(output: str) -> EngineMissingError | None:
+    """An EngineMissingError when docker's output says the daemon or buildx is missing."""
+    lowered = output.lower()
+    if any(marker in lowered for marker in _DAEMON_DOWN):
+        host = _CONNECTION.host or os.environ.get("DOCKER_HOST") or "the default socket"
+        return EngineMissingError(
+            f"no Docker daemon answers at {host}",
+            why=tail_lines(output, 2),
+            fix=f"{INSTALL_FIX} (or point DOCKER_HOST at a running daemon)",
+        )
+    if any(marker in lowered for marker in _NO_BUILDX):
+        return EngineMissingError(
+            "the docker buildx plugin is missing",
+            why=tail_lines(output, 2),
+            fix=f"install buildx >= {MIN_BUILDX[0]}.{MIN_BUILDX[1]}: {INSTALL_FIX}",
+        )
+    return None
+
+
+def _translate(
+    exc: DockerException, what: str, fix: str = "", log_path: Path | None = None
+) -> BakeryError:
+    output = exc.stderr or exc.stdout or ""
+    missing = classify_engine_problem(output)
+    if missing is not None:
+        return missing
+    return DockerError(
+        what,
+        command=[str(part) for part in exc.docker_command],
+        return_code=exc.return_code,
+        stderr_tail=tail_lines(output),
+        log_path=log_path,
+        fix=fix,
+    )
+
+
+@contextlib.contextmanager
+def _docker_errors(what: str, fix: str = "") -> Iterator[None]:
+    """Turn python-on-whales' exceptions raised inside the block into bakery errors."""
+    try:
+        yield
+    except ClientNotFoundError as exc:
+        raise _binary_missing(exc) from exc
+    except DockerException as exc:
+        raise _translate(exc, what, fix) from exc
+
+
+def _run_cli(args: Sequence[str], what: str, timeout: float = CLI_TIMEOUT_SECONDS) -> str:
+    """Run a docker CLI command python-on-whales does not wrap; return its stdout."""
+    command = [*_docker_command(), *args]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"{what}: timed out after {timeout:.0f}s", command=command) from exc
+    if done.returncode != 0:
+        missing = classify_engine_problem(done.stderr)
+        if missing is not None:
+            raise missing
+        raise DockerError(
+            what, command=command, return_code=done.returncode, stderr_tail=tail_lines(done.stderr)
+        )
+    return done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine check
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """(0, 13, 1) from "github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3" or "v0.13.1"."""
+    match = re.search(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if match is None:
+        return ()
+    return tuple(int(part) for part in match.groups(default="0"))
+
+
+def daemon_answers(timeout: float = 20.0) -> bool:
+    """True when a Docker daemon answers `docker version` (for skip-or-fail decisions)."""
+    try:
+        output = _run_cli(["version", "--format", "{{.Server.Version}}"], "docker version", timeout)
+    except BakeryError:
+        return False
+    return bool(output.strip())
+
+
+def check_engine() -> EngineInfo:
+    """Versions of the client, the daemon and buildx; EngineMissingError if any is unusable."""
+    docker = _docker()
+    with _docker_errors("could not read the Docker versions", fix=INSTALL_FIX):
+        version = docker.version()
+        buildx_text = docker.buildx.version()
+    server = version.server
+    if server is None or not server.version:
+        raise EngineMissingError("no Docker daemon answered `docker version`", fix=INSTALL_FIX)
+    buildx = parse_version(buildx_text)
+    if buildx < MIN_BUILDX:
+        raise EngineMissingError(
+            f"docker buildx is too old: {buildx_text.strip()!r}",
+            why=f"bakery needs buildx >= {MIN_BUILDX[0]}.{MIN_BUILDX[1]}",
+            fix=INSTALL_FIX,
+        )
+    client = version.client
+    return EngineInfo(
+        client_version=(client.version if client and client.version else "unknown"),
+        server_version=server.version,
+        api_version=server.api_version or "unknown",
+        buildx_version=".".join(str(part) for part in buildx),
+        host=_CONNECTION.host,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Builds
+
+
+_VERTEX_LINE = re.compile(r"^#(\d+) (.*)$")
+_STEP_NAME = re.compile(r"^\[(?:[^\]]* )?\d+/\d+\] (?P<instruction>\S+)")
+_OUTPUT_LINE = re.compile(r"^\d+\.\d+ (.*)$")
+_STATUS = re.compile(r"^(DONE|CACHED|ERROR|CANCELED)\b:?\s*(.*)$")
+
+
+@dataclass
+class _Vertex:
+    name: str
+    status: str = ""
+    error: str = ""
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def is_step(self) -> bool:
+        match = _STEP_NAME.match(self.name)
+        return match is not None and match.group("instruction").upper() != "FROM"
+
+
+@dataclass
+class BuildLog:
+    """What a plain BuildKit progress log says, read line by line as it arrives."""
+
+    vertices: dict[int, _Vertex] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # top-level "ERROR: ..." lines
+
+    def feed(self, line: str) -> str | None:
+        """Take one log line; return a step name when a new Dockerfile step starts."""
+        match = _VERTEX_LINE.match(line)
+        if match is None:
+            if line.startswith("ERROR:"):
+                self.errors.append(line)
+            return None
+        number, rest = int(match.group(1)), match.group(2)
+        vertex = self.vertices.get(number)
+        if vertex is None:
+            self.vertices[number] = vertex = _Vertex(name=rest)
+            return rest if vertex.is_step else None
+        if rest == vertex.name:
+            return None
+        status = _STATUS.match(rest)
+        if status is not None:
+            vertex.status = status.group(1)
+            vertex.error = status.group(2) if vertex.status == "ERROR" else vertex.error
+            return None
+        output = _OUTPUT_LINE.match(rest)
+        if output is not None:
+            vertex.output.append(output.group(1))
+        return None
+
+    def steps(self) -> list[_Vertex]:
+        return [vertex for vertex in self.vertices.values() if vertex.is_step]
+
+    def failed(self) -> _Vertex | None:
+        return next((v for v in self.vertices.values() if v.status == "ERROR"), None)
+
+
+def short_step_name(name: str, width: int = 72) -> str:
+    """One line of at most `width` characters for a live progress display."""
+    flat = " ".join(name.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def summarize_build(log: BuildLog, image_id: str, seconds: float, path: Path) -> BuildOutcome:
+    steps = log.steps()
+    return BuildOutcome(
+        image_id=image_id,
+        steps_total=len(steps),
+        steps_cached=sum(1 for step in steps if step.status == "CACHED"),
+        steps_run=tuple(step.name for step in steps if step.status == "DONE"),
+        seconds=seconds,
+        log_path=path,
+    )
+
+
+def _check_spec(spec: BuildSpec) -> None:
+    """Every local input must exist before docker is called."""
+    if not spec.context.is_dir():
+        raise UsageError(f"build context {spec.context} is not a directory")
+    if not spec.dockerfile.is_file():
+        raise UsageError(f"Dockerfile {spec.dockerfile} does not exist")
+    for secret in spec.secrets:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret.id):
+            raise UsageError(f"secret id {secret.id!r} may only hold letters, digits, '_.-'")
+        if not secret.src.is_file():
+            raise UsageError(
+                f"secret {secret.id!r}: source file {secret.src} does not exist",
+                fix="create the file or point the secret at an existing one",
+            )
+    for name, path in spec.build_contexts.items():
+        if not path.is_dir():
+            raise UsageError(f"build context {name!r}: {path} is not a directory")
+
+
+def build_command(spec: BuildSpec, metadata_file: Path) -> list[str]:
+    """The `docker buildx build` argv for `spec` (the flags python-on-whales' build() emits)."""
+    command = [*_docker_command(), "buildx", "build", "--progress", "plain"]
+    command += ["--file", str(spec.dockerfile), "--metadata-file", str(metadata_file)]
+    for key, value in spec.build_args.items():
+        command += ["--build-arg", f"{key}={value}"]
+    for key, value in spec.labels.items():
+        command += ["--label", f"{key}={value}"]
+    for secret in spec.secrets:
+        command += ["--secret", f"id={secret.id},src={secret.src}"]
+    for name, path in spec.build_contexts.items():
+        command += ["--build-context", f"{name}={path}"]
+    if spec.target is not None:
+        command += ["--target", spec.target]
+    if spec.network is not None:
+        command += ["--network", spec.network]
+    for tag in spec.tags:
+        command += ["--tag", tag]
+    return [*command, str(spec.context)]
+
+
+def _lines_of(process: subprocess.Popen[str]) -> Iterator[str]:
+    if process.stdout is None:  # cannot happen with stdout=PIPE; keeps the types honest
+        raise DockerError("docker started without an output pipe")
+    yield from process.stdout
+
+
+def _stop_process(process: subprocess.Popen[str]) -> str:
+    """Cancel a running build like Ctrl+C does, make sure it is gone; return its last output."""
+    if process.poll() is not None:
+        return ""
+    try:
+        _signal_group(process, signal.SIGINT)  # buildx cancels the solve on SIGINT
+        try:
+            remaining, _ = process.communicate(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            remaining, _ = process.communicate()
+    except BaseException:  # a second Ctrl+C while waiting: no more patience
+        _signal_group(process, signal.SIGKILL)
+        process.wait()
+        raise
+    return remaining or ""
+
+
+def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _stream_build(
+    command: Sequence[str], log: BuildLog, log_file: IO[str], on_step: Callable[[str], None] | None
+) -> int:
+    """Run the build, copy every line to the log file and the parser; return the exit code."""
+    # Own process group: a terminal's Ctrl+C reaches only us, and we forward exactly one SIGINT
+    # to docker and its buildx plugin (the plugin is a child of `docker`).
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+    )
+    try:
+        for raw in _lines_of(process):
+            line = raw.rstrip("\n")
+            log_file.write(raw)
+            log_file.flush()  # a partial log stays readable while the build runs
+            step = log.feed(line)
+            if step is not None and on_step is not None:
+                on_step(short_step_name(step))
+        return process.wait()
+    finally:
+        log_file.write(_stop_process(process))
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+# "failed to solve: some/x:1: failed to resolve source metadata for docker.io/some/x:1: ..."
+_BASE_MISSING = re.compile(
+    r"(?:failed to solve: (?P<written>\S+?): )?"
+    r"failed to resolve source metadata for (?P<full>\S+?): "
+    r"|pull access denied for (?P<denied>[^\s,]+)"
+)
+_EXIT_CODE = re.compile(r"did not complete successfully: (exit code: \d+)")
+
+
+def _failure_tail(log: BuildLog) -> str:
+    """The failing step's own output and error, then BuildKit's summary lines."""
+    failed = log.failed()
+    lines = [*failed.output, failed.error] if failed is not None else []
+    return tail_lines("\n".join([*lines, *log.errors]))
+
+
+def _build_error(spec: BuildSpec, command: Sequence[str], code: int, log: BuildLog) -> BakeryError:
+    text = "\n".join(log.errors)
+    missing = classify_engine_problem(text)
+    if missing is not None:
+        return missing
+    tail = _failure_tail(log)
+    base = _BASE_MISSING.search(text)
+    if base is not None:
+        image = base.group("written") or base.group("full") or base.group("denied")
+        return DockerError(
+            f"base image {image} could not be pulled (no registry is reachable)",
+            command=command,
+            return_code=code,
+            stderr_tail=tail,
+            log_path=spec.log_path,
+            fix="build it locally with `python build.py base`, or map it to a local image "
+            f"with `--base-map {image}=<local image>`",
+        )
+    failed = log.failed()
+    what = "docker build failed"
+    if failed is not None:
+        code_text = _EXIT_CODE.search(failed.error)
+        reason = code_text.group(1) if code_text else failed.error
+        what += f" at step {failed.name}" + (f": {reason}" if reason else "")
+    return DockerError(
+        what,
+        command=command,
+        return_code=code,
+        stderr_tail=tail,
+        log_path=spec.log_path,
+        fix=f"read the full log in {spec.log_path}",
+    )
+
+
+def _read_image_id(metadata_file: Path, spec: BuildSpec, command: Sequence[str]) -> str:
+    try:
+        metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DockerError(
+            "the build finished but wrote no readable metadata file",
+            command=command,
+            log_path=spec.log_path,
+        ) from exc
+    # With the `docker` driver "containerimage.digest" is the image id (the config digest on the
+    # classic store, the manifest digest on the containerd store): both are what `inspect` takes.
+    image_id = metadata.get("containerimage.digest")
+    if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
+        raise DockerError(
+            "the build loaded no image into the daemon (is the active buildx builder the "
+            "`docker` driver?)",
+            command=command,
+            log_path=spec.log_path,
+            fix="select the daemon's own builder: `docker buildx use default`",
+        )
+    return image_id
+
+
+def build_image(spec: BuildSpec, on_step: Callable[[str], None] | None = None) -> BuildOutcome:
+    """Build `spec` with BuildKit; the full plain log goes to `spec.log_path`.
+
+    `on_step` is called with each Dockerfile step's name as it starts. An interrupt
+    (KeyboardInterrupt) cancels the build and propagates once the docker process is gone.
+    """
+    _check_spec(spec)
+    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    log = BuildLog()
+    with tempfile.TemporaryDirectory(prefix="bakery-build-") as scratch:
+        metadata_file = Path(scratch) / "metadata.json"
+        command = build_command(spec, metadata_file)
+        LOGGER.debug("building: %s", " ".join(command))
+        with spec.log_path.open("w", encoding="utf-8") as log_file:
+            try:
+                code = _stream_build(command, log, log_file, on_step)
+            except FileNotFoundError as exc:
+                raise _binary_missing(exc) from exc
+        if code != 0:
+            raise _build_error(spec, command, code, log)
+        image_id = _read_image_id(metadata_file, spec, command)
+    if inspect_image(image_id) is None:
+        raise DockerError(
+            f"the build reported image {image_id}, but the daemon does not have it",
+            command=command,
+            log_path=spec.log_path,
+        )
+    return summarize_build(log, image_id, time.monotonic() - started, spec.log_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+
+def _as_tuple(values: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
+def _parse_env(pairs: Sequence[str] | None) -> Mapping[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs or ():
+        key, _, value = pair.partition("=")
+        env[key] = value
+    return MappingProxyType(env)
+
+
+def _workdir(path: Path | None) -> str:
+    # python-on-whales turns an unset WorkingDir ("") into Path("."); report it as unset.
+    return "" if path is None or str(path) in ("", ".") else str(path)
+
+
+def inspect_image(ref: str) -> ImageInfo | None:
+    """What the daemon knows about an image; None when it has no such image."""
+    with _docker_errors(f"could not inspect image {ref}"):
+        try:
+            image = _docker().image.inspect(ref)
+        except NoSuchImage:
+            return None
+    config = image.config
+    return ImageInfo(
+        id=image.id,
+        repo_tags=tuple(image.repo_tags or ()),
+        size=int(image.size or 0),
+        labels=MappingProxyType(dict(config.labels or {}) if config else {}),
+        env=_parse_env(config.env if config else None),
+        cmd=_as_tuple(config.cmd if config else None),
+        entrypoint=_as_tuple(config.entrypoint if config else None),
+        workdir=_workdir(config.working_dir if config else None),
+        user=(config.user or "") if config else "",
+        layers=tuple(image.root_fs.layers or ()) if image.root_fs else (),
+    )
+
+
+def tag_image(image_id: str, tag: str) -> None:
+    with _docker_errors(f"could not tag {image_id} as {tag}"):
+        _docker().image.tag(image_id, tag)
+
+
+def remove_image(ref: str, *, force: bool = True) -> None:
+    """Remove an image (or one of its tags); an absent image is not an error."""
+    with _docker_errors(f"could not remove image {ref}"), contextlib.suppress(NoSuchImage):
+        _docker().image.remove(ref, force=force)
+
+
+def image_history(ref: str) -> list[str]:
+    """The `created_by` line of every layer, newest first (`docker history --no-trunc`)."""
+    output = _run_cli(
+        ["image", "history", "--no-trunc", "--format", "{{.CreatedBy}}", ref],
+        f"could not read the history of image {ref}",
+    )
+    return output.splitlines()
+
+
+def save_image(refs: Sequence[str], dest: Path) -> None:
+    """`docker save` the images to `dest`; a half-written archive never carries the final name."""
+    if not refs:
+        raise UsageError("save_image needs at least one image")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        with _docker_errors(f"could not save {', '.join(refs)} to {dest}"):
+            _docker().image.save(list(refs), output=partial)
+        partial.replace(dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def import_rootfs(tar: Path, tag: str, changes: Sequence[str], message: str = "") -> str:
+    """`docker import` a root filesystem tarball with Dockerfile `changes`; return the image id."""
+    if not tar.is_file():
+        raise UsageError(f"root filesystem archive {tar} does not exist")
+    with _docker_errors(f"could not import {tar} as {tag}"):
+        image = _docker().image.import_(tar, tag, changes=list(changes), message=message or None)
+    return image.id
+
+
+# ---------------------------------------------------------------------------------------------
+# Containers
+
+
+def container_exists(name: str) -> bool:
+    with _docker_errors(f"could not look up container {name}"):
+        return bool(_docker().container.exists(name))
+
+
+def _remove_container(name: str) -> None:
+    """Force-remove a container we created; a failure here is logged, never masks the result."""
+    try:
+        _docker().container.remove(name, force=True, volumes=True)
+    except NoSuchContainer:
+        pass
+    except (DockerException, ClientNotFoundError) as exc:
+        LOGGER.warning("could not remove container %s: %s", name, tail_lines(str(exc), 3))
+
+
+def _wait_container(name: str, timeout: float, command: Sequence[str]) -> int:
+    """The container's exit code; kill it and raise DockerError when `timeout` passes first."""
+    docker = _docker()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bakery-wait")
+    try:
+        future = pool.submit(docker.container.wait, name)
+        try:
+            return int(future.result(timeout=timeout))
+        except FutureTimeout:
+            with contextlib.suppress(DockerException):
+                docker.container.kill(name)
+            raise DockerError(
+                f"container {name} timed out after {timeout:g}s and was killed",
+                command=command,
+                fix="raise the timeout or find out why the command hangs",
+            ) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _collect_logs(name: str) -> tuple[str, str]:
+    stdout: list[bytes] = []
+    stderr: list[bytes] = []
+    logs = _docker().container.logs(name, stream=True)
+    if isinstance(logs, str):  # only without stream=True; keeps the union type honest
+        return logs, ""
+    for source, chunk in logs:
+        (stdout if source == "stdout" else stderr).append(chunk)
+    return b"".join(stdout).decode(errors="replace"), b"".join(stderr).decode(errors="replace")
+
+
+def run_container(
+    ref: str,
+    command: Sequence[str],
+    *,
+    user: str | None = None,
+    env: Mapping[str, str] = _EMPTY,
+    volumes: Sequence[tuple[Path, str, str]] = (),
+    devices: Sequence[str] = (),
+    group_add: Sequence[str] = (),
+    network: str | None = None,
+    timeout: float = 600,
+    name: str | None = None,
+    extra: Mapping[str, Any] = _EMPTY,
+) -> RunResult:
+    """Run `command` in a fresh container from `ref` and return its exit code and output.
+
+    The container always gets removed. `extra` goes to python-on-whales'
+    `docker.container.create` as keyword arguments (e.g. {"cap_add": ["SYS_ADMIN"]}).
+    """
+    container = name or f"bakery-run-{uuid.uuid4().hex[:12]}"
+    shown = ["docker", "run", "--name", container, ref, *command]
+    docker = _docker()
+    options: dict[str, Any] = {
+        "name": container,
+        "user": user,
+        "envs": dict(env),
+        "volumes": [(str(src), dst, mode) for src, dst, mode in volumes],
+        "devices": list(devices),
+        "groups_add": list(group_add),
+        "networks": [network] if network else [],
+        "pull": "never",  # no registry: a missing image must fail now, not try to pull
+        **extra,
+    }
+    started = time.monotonic()
+    try:
+        with _docker_errors(f"could not run a container from {ref}"):
+            docker.container.create(ref, list(command), **options)
+            docker.container.start(container)
+            code = _wait_container(container, timeout, shown)
+            stdout, stderr = _collect_logs(container)
+    finally:
+        _remove_container(container)
+    return RunResult(container, code, stdout, stderr, time.monotonic() - started)

@@ -1,0 +1,178 @@
+"""Where pip inside a build gets packages from: the user's flags or the host's pip config.
+
+Index URLs and find-links go into a pip.conf that reaches the build as a BuildKit secret (URLs
+may carry credentials); local directories go in as named build contexts pip-local-0..3,
+bind-mounted at /mnt/pip-local-N and never copied into a layer.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from bakery.errors import UsageError
+
+MAX_LOCAL = 4  # the Dockerfile declares pip-local-0..3
+MOUNT_ROOT = "/mnt/pip-local"
+
+
+@dataclass(frozen=True)
+class PipSources:
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    origin: str = "pip defaults (PyPI)"
+
+    def local_dirs(self) -> list[Path]:
+        """Host directories to mount, in mount order (at most MAX_LOCAL)."""
+        dirs: list[Path] = []
+        for entry in (self.index_url or "", *self.extra_index_urls, *self.find_links):
+            if not entry:
+                continue
+            path = _local_mount_dir(entry, is_index=entry not in self.find_links)
+            if path is not None and path not in dirs:
+                dirs.append(path)
+        return dirs
+
+    def pip_conf(self) -> str:
+        """pip.conf text with local paths rewritten to their mount points in the build."""
+        dirs = self.local_dirs()
+
+        def rewrite(entry: str, is_index: bool) -> str:
+            path = _local_path(entry)
+            if path is None:
+                return entry
+            mount_dir = _local_mount_dir(entry, is_index)
+            if mount_dir is None:  # pragma: no cover - _local_path implies a mount dir
+                return entry
+            mount = f"{MOUNT_ROOT}-{dirs.index(mount_dir)}"
+            inside = path.relative_to(mount_dir).as_posix()
+            target = mount if inside == "." else f"{mount}/{inside}"
+            return f"file://{target}" if entry.startswith("file:") else target
+
+        lines = ["[global]"]
+        if self.index_url:
+            lines.append(f"index-url = {rewrite(self.index_url, True)}")
+        if self.extra_index_urls:
+            urls = " ".join(rewrite(u, True) for u in self.extra_index_urls)
+            lines.append(f"extra-index-url = {urls}")
+        if self.find_links:
+            lines.append(f"find-links = {' '.join(rewrite(f, False) for f in self.find_links)}")
+        return "\n".join(lines) + "\n"
+
+    def describe(self) -> str:
+        parts = [f"index {self.index_url or 'PyPI'}"]
+        if self.extra_index_urls:
+            parts.append(f"extra {', '.join(self.extra_index_urls)}")
+        if self.find_links:
+            parts.append(f"find-links {', '.join(self.find_links)}")
+        return f"{'; '.join(parts)} (from {self.origin})"
+
+
+def _local_path(entry: str) -> Path | None:
+    if entry.startswith("file:"):
+        return Path(unquote(urlparse(entry).path))
+    if "://" in entry:
+        return None
+    return Path(entry)
+
+
+def _local_mount_dir(entry: str, is_index: bool) -> Path | None:
+    """The directory to mount for a local source.
+
+    A local simple index (file:///srv/pypi/simple) links its files relatively
+    (../../files/x.whl), so its parent is mounted; a find-links directory is mounted itself.
+    """
+    path = _local_path(entry)
+    if path is None:
+        return None
+    return path.parent if is_index and path.name == "simple" else path
+
+
+def sources_from_flags(
+    index_url: str | None, extra: Sequence[str], find_links: Sequence[str]
+) -> PipSources:
+    return PipSources(index_url, tuple(extra), tuple(find_links), origin="command-line flags")
+
+
+def sources_from_host(env: Mapping[str, str] | None = None) -> PipSources:
+    """The host's own pip configuration (`pip config list`), with PIP_* variables on top."""
+    env = os.environ if env is None else env
+    config = _pip_config_list()
+
+    def pick(key: str) -> str:
+        return env.get(f"PIP_{key.upper().replace('-', '_')}") or _config_value(config, key)
+
+    return PipSources(
+        index_url=pick("index-url") or None,
+        extra_index_urls=tuple(pick("extra-index-url").split()),
+        find_links=tuple(pick("find-links").split()),
+        origin="the host's pip configuration",
+    )
+
+
+def _pip_config_list() -> dict[str, str]:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"],
+            capture_output=True, text=True, timeout=60, check=False,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    result = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            result[key.strip()] = value.strip().strip("'\"")
+    return result
+
+
+def _config_value(config: Mapping[str, str], key: str) -> str:
+    for section in (":env:", "install", "global"):
+        if f"{section}.{key}" in config:
+            return config[f"{section}.{key}"]
+    return ""
+
+
+def check_local_dirs(sources: PipSources) -> list[Path]:
+    dirs = sources.local_dirs()
+    if len(dirs) > MAX_LOCAL:
+        raise UsageError(
+            f"{len(dirs)} local pip sources given ({', '.join(map(str, dirs))})",
+            f"a build mounts at most {MAX_LOCAL}",
+            "merge them into one find-links directory or pass fewer --find-links",
+        )
+    for d in dirs:
+        if not d.is_dir():
+            raise UsageError(
+                f"local pip source {d} is not a directory",
+                fix="fix --find-links/--extra-index-url or the host's pip config (`pip config list`)",
+            )
+    return dirs
+
+
+def find_ca_bundle(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
+    """The CA bundle to hand to HTTPS steps: --ca-cert, else PIP_CERT/REQUESTS_CA_BUNDLE/SSL_CERT_FILE."""
+    env = os.environ if env is None else env
+    if explicit is not None:
+        if not explicit.is_file():
+            raise UsageError(
+                f"CA bundle {explicit} not found", fix="pass --ca-cert with an existing PEM file"
+            )
+        return explicit
+    for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = env.get(name)
+        if value:
+            path = Path(value)
+            if not path.is_file():
+                raise UsageError(
+                    f"CA bundle {path} (from ${name}) not found",
+                    fix=f"fix ${name} or pass --ca-cert",
+                )
+            return path
+    return None

@@ -1,0 +1,315 @@
+#!/usr/bin/env python3
+"""bakery-probe: what torch build is here, which GPUs it sees, and why not.
+
+Shipped inside every image as /usr/local/bin/bakery-probe (stdlib + torch only; no bakery
+imports, Python >= 3.10). Two commands:
+
+  bakery-probe [--expect rocm|cuda|cpu]   print a JSON report with a verdict and a hint
+  bakery-probe guard --torch 2.9.1 ...    exit 1, naming what replaced what, if the installed
+                                          torch stack is not the one the variant asked for
+                                          (run as a build step after every pip install)
+
+Verdicts: ok, no-gpu, permission-denied, driver-missing, arch-not-in-wheel, wrong-torch-build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import grp
+import importlib
+import importlib.metadata
+import json
+import os
+import stat
+import sys
+from typing import Any
+
+ENV_KEYS = (
+    "HIP_VISIBLE_DEVICES",
+    "ROCR_VISIBLE_DEVICES",
+    "HSA_OVERRIDE_GFX_VERSION",
+    "PYTORCH_ROCM_ARCH",
+    "TORCH_ROCM_AOTRITON_ENABLE_EXPERIMENTAL",
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "TORCH_CUDA_ARCH_LIST",
+    "BAKERY_ACCELERATOR",
+)
+NODE_PATTERNS = {
+    "rocm": ("/dev/kfd", "/dev/dri/renderD*"),
+    "cuda": ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia[0-9]*"),
+    "cpu": (),
+}
+
+
+def split_version(text: str) -> tuple[str, str]:
+    """'2.7.1+rocm6.3' -> ('2.7.1', 'rocm6.3')."""
+    base, _, local = text.partition("+")
+    return base, local
+
+
+def torch_build() -> dict[str, Any]:
+    try:
+        torch = importlib.import_module("torch")
+    except Exception as exc:
+        return {"version": None, "error": f"{type(exc).__name__}: {exc}"}
+    base, local = split_version(str(torch.__version__))
+    try:
+        arch_list = list(torch.cuda.get_arch_list())
+    except Exception:
+        arch_list = []
+    return {
+        "version": str(torch.__version__),
+        "base": base,
+        "local": local,
+        "cuda": getattr(torch.version, "cuda", None),
+        "hip": getattr(torch.version, "hip", None),
+        "arch_list": arch_list,
+        "file": getattr(torch, "__file__", None),
+        "error": None,
+    }
+
+
+def companion_build(name: str) -> dict[str, Any]:
+    try:
+        version = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return {"version": None, "error": "not installed"}
+    try:
+        importlib.import_module(name)
+        error = None
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    return {"version": version, "error": error}
+
+
+def node_access(path: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": path}
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return {**info, "exists": False, "error": exc.strerror}
+    info.update(
+        exists=True,
+        char_device=stat.S_ISCHR(st.st_mode),
+        mode=oct(stat.S_IMODE(st.st_mode)),
+        uid=st.st_uid,
+        gid=st.st_gid,
+        group=_group_name(st.st_gid),
+    )
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError as exc:
+        info.update(openable=False, error=exc.strerror, via=None)
+        return info
+    os.close(fd)
+    info.update(openable=True, error=None, via=_access_via(st))
+    return info
+
+
+def _group_name(gid: int) -> str | None:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def _access_via(st: os.stat_result) -> str:
+    if os.geteuid() == 0:
+        return "root"
+    if st.st_uid == os.geteuid():
+        return "owner"
+    if st.st_gid == os.getegid() or st.st_gid in os.getgroups():
+        return f"group {st.st_gid}"
+    return "other"
+
+
+def device_nodes(accelerator: str) -> list[dict[str, Any]]:
+    paths: list[str] = []
+    for pattern in NODE_PATTERNS.get(accelerator, ()):
+        paths.extend(sorted(glob.glob(pattern)) if "*" in pattern else [pattern])
+    return [node_access(p) for p in paths]
+
+
+def visible_devices(build: dict[str, Any]) -> dict[str, Any]:
+    if build.get("error"):
+        return {"count": 0, "names": [], "archs": [], "error": build["error"]}
+    torch = importlib.import_module("torch")
+    try:
+        available = bool(torch.cuda.is_available())
+        count = int(torch.cuda.device_count()) if available else 0
+    except Exception as exc:
+        return {"count": 0, "names": [], "archs": [], "error": str(exc)}
+    names, archs = [], []
+    for i in range(count):
+        props = torch.cuda.get_device_properties(i)
+        names.append(str(props.name))
+        arch = getattr(props, "gcnArchName", "") or f"sm_{props.major}{props.minor}"
+        archs.append(str(arch).split(":")[0])
+    return {"count": count, "names": names, "archs": archs, "error": None}
+
+
+def expected_accelerator(cli_value: str | None) -> str:
+    return cli_value or os.environ.get("BAKERY_ACCELERATOR", "") or "cpu"
+
+
+def verdict(
+    accelerator: str, build: dict[str, Any], nodes: list[dict[str, Any]], devices: dict[str, Any]
+) -> tuple[str, str]:
+    wrong = _wrong_build(accelerator, build)
+    if wrong:
+        return "wrong-torch-build", wrong
+    if accelerator == "cpu":
+        return "ok", "CPU build: no GPU expected"
+    if not any(n["exists"] for n in nodes):
+        return "no-gpu", _no_gpu_hint(accelerator)
+    denied = [n for n in nodes if n["exists"] and not n.get("openable")]
+    if denied:
+        node = denied[0]
+        return "permission-denied", (
+            f"{node['path']} is owned by group {node['gid']} ({node.get('group') or 'unnamed'}) "
+            f"mode {node['mode']}; this user (uid {os.geteuid()}, groups {sorted(os.getgroups())}) "
+            f"cannot open it: start the container with --group-add {node['gid']}"
+        )
+    if devices["count"] == 0:
+        return "driver-missing", _driver_hint(accelerator, devices)
+    missing = [a for a in devices["archs"] if a not in build["arch_list"]]
+    if missing:
+        return "arch-not-in-wheel", (
+            f"device architecture {', '.join(missing)} is not in this torch build's list "
+            f"{build['arch_list']}; use a torch build for it or set HSA_OVERRIDE_GFX_VERSION"
+        )
+    return "ok", f"{devices['count']} device(s): {', '.join(devices['names'])}"
+
+
+def _wrong_build(accelerator: str, build: dict[str, Any]) -> str:
+    if build.get("error"):
+        return f"torch does not import: {build['error']}"
+    if accelerator == "rocm" and not build["hip"]:
+        return f"torch {build['version']} is not a ROCm build (torch.version.hip is None)"
+    if accelerator == "cuda" and not build["cuda"]:
+        return f"torch {build['version']} is not a CUDA build (torch.version.cuda is None)"
+    return ""
+
+
+def _no_gpu_hint(accelerator: str) -> str:
+    if accelerator == "rocm":
+        return "no /dev/kfd or /dev/dri/renderD* in the container: start it with --device /dev/kfd --device /dev/dri and --group-add for their groups"
+    return "no /dev/nvidia* in the container: start it with --gpus all (NVIDIA container toolkit)"
+
+
+def _driver_hint(accelerator: str, devices: dict[str, Any]) -> str:
+    detail = f" ({devices['error']})" if devices.get("error") else ""
+    if accelerator == "rocm":
+        return f"device nodes open but torch sees no GPU{detail}: check the host's amdgpu driver (ROCm 6.3 KFD) and HIP_VISIBLE_DEVICES"
+    return f"device nodes open but torch sees no GPU{detail}: check the host's NVIDIA driver (>= 570 for CUDA 12.8) and the container toolkit"
+
+
+def probe(accelerator: str) -> dict[str, Any]:
+    build = torch_build()
+    nodes = device_nodes(accelerator)
+    devices = (
+        visible_devices(build)
+        if accelerator != "cpu"
+        else {"count": 0, "names": [], "archs": [], "error": None}
+    )
+    name, hint = verdict(accelerator, build, nodes, devices)
+    return {
+        "expected": {"accelerator": accelerator},
+        "python": ".".join(str(p) for p in sys.version_info[:3]),
+        "torch": build,
+        "companions": {n: companion_build(n) for n in ("torchvision", "torchaudio")},
+        "devices": devices,
+        "nodes": nodes,
+        "user": {"uid": os.geteuid(), "gid": os.getegid(), "groups": sorted(os.getgroups())},
+        "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
+        "verdict": name,
+        "hint": hint,
+    }
+
+
+def guard(args: argparse.Namespace) -> list[str]:
+    """Every way the installed stack differs from the variant (empty: all good)."""
+    build = torch_build()
+    if build.get("error"):
+        return [f"torch does not import: {build['error']}"]
+    want_local = "" if args.source == "pypi" else args.local
+    want = f"{args.torch}+{want_local}" if want_local else args.torch
+    problems = []
+    if build["version"] != want:
+        problems.append(
+            f"torch {want} was expected but torch {build['version']} is installed (replaced by a later pip step, or taken from the wrong index)"
+        )
+    problems += _guard_runtime(args, build)
+    for spec in args.companion:
+        name, _, version = spec.partition("=")
+        found = companion_build(name)
+        expect = f"{version}+{want_local}" if want_local else version
+        if found["version"] != expect:
+            problems.append(f"{name} {expect} was expected but {found['version']} is installed")
+        elif found["error"]:
+            problems.append(
+                f"{name} {found['version']} does not import next to torch {build['version']}: {found['error']}"
+            )
+    return problems
+
+
+def _guard_runtime(args: argparse.Namespace, build: dict[str, Any]) -> list[str]:
+    if args.accelerator == "rocm":
+        hip = build["hip"] or ""
+        if not hip.startswith(args.accelerator_version):
+            return [
+                f"torch.version.hip is {build['hip']!r}, expected ROCm {args.accelerator_version}"
+            ]
+    elif args.accelerator == "cuda":
+        if build["cuda"] != args.accelerator_version or build["hip"]:
+            return [
+                f"torch.version.cuda is {build['cuda']!r}, expected CUDA {args.accelerator_version}"
+            ]
+    elif build["cuda"] or build["hip"]:
+        return [
+            f"a CPU build was expected but torch reports cuda={build['cuda']!r} hip={build['hip']!r}"
+        ]
+    return []
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bakery-probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--expect",
+        choices=("rocm", "cuda", "cpu"),
+        help="accelerator the image is for (default: $BAKERY_ACCELERATOR)",
+    )
+    sub = parser.add_subparsers(dest="command")
+    g = sub.add_parser("guard", help="fail if the torch stack is not the variant's")
+    g.add_argument("--torch", required=True)
+    g.add_argument("--accelerator", required=True, choices=("rocm", "cuda", "cpu"))
+    g.add_argument("--accelerator-version", default="")
+    g.add_argument("--local", default="")
+    g.add_argument("--source", default="index", choices=("index", "pypi", "local"))
+    g.add_argument("--companion", action="append", default=[], metavar="NAME=VERSION")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "guard":
+        problems = guard(args)
+        for problem in problems:
+            print(f"bakery-probe guard: {problem}", file=sys.stderr)
+        if not problems:
+            print(f"bakery-probe guard: torch stack is the variant's ({torch_build()['version']})")
+        return 1 if problems else 0
+    report = probe(expected_accelerator(args.expect))
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return 0 if report["verdict"] in ("ok", "no-gpu") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
