@@ -23,7 +23,7 @@ from bakery.ui import err_console, out_console
 
 log = logging.getLogger("bakery")
 
-COMMANDS = ("build", "list", "generate", "base")
+COMMANDS = ("build", "list", "generate", "base", "test")
 DESCRIPTION = """\
 bakery builds GPU training images (ROCm 6.3, CUDA 12.8, CPU) from matrix.toml.
 
@@ -31,6 +31,7 @@ bakery builds GPU training images (ROCm 6.3, CUDA 12.8, CPU) from matrix.toml.
   python build.py generate [--check]       render images/<variant>/ from Dockerfile.in
   python build.py --target cpu             build the selected variants (no command = build)
   python build.py base                     bootstrap a Debian base image with debootstrap
+  python build.py test --target cpu        run the image test suites on built images
 
 Selection flags (--target, --torch, --python, --flavour, --variant) take comma-separated values
 and can be repeated; --variant takes globs on the variant id (e.g. '*rocm6.3-py3.12').
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate(sub, [common])
     _add_build(sub, [common, selection])
     _add_base(sub, [common])
+    _add_test(sub, [common, selection])
     return parser
 
 
@@ -177,6 +179,21 @@ def _add_base(
     )
     p.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     p.set_defaults(handler=cmd_base)
+
+
+def _add_test(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
+    from bakery import testrun  # noqa: PLC0415
+
+    p = sub.add_parser(
+        "test",
+        parents=parents,
+        help="run the image test suites on built images",
+        description="Run the testinfra suites (GPU probing, version pairing, training smoke) against the selected variants' images and print variant × suite results. Exit 1 if anything failed. The same suites run with plain pytest: pytest tests/image --variant ID or --image REF.",
+    )
+    testrun.add_test_arguments(p)
+    p.set_defaults(handler=testrun.cmd_test)
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:

@@ -81,7 +81,8 @@ class BuildSpec:
     build_args: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     secrets: tuple[Secret, ...] = ()
-    build_contexts: Mapping[str, Path] = field(default_factory=lambda: MappingProxyType({}))
+    # name -> local directory (Path), or a string buildx understands ("docker-image://<ref>")
+    build_contexts: Mapping[str, Path | str] = field(default_factory=lambda: MappingProxyType({}))
     target: str | None = None
     network: str | None = None
 
@@ -188,6 +189,12 @@ def classify_engine_problem(output: str) -> EngineMissingError | None:
             why=tail_lines(output, 2),
             fix=f"{INSTALL_FIX} (or point DOCKER_HOST at a running daemon)",
         )
+    if "permission denied while trying to connect to the docker daemon" in lowered:
+        return EngineMissingError(
+            "no permission to use the Docker daemon's socket",
+            why=tail_lines(output, 2),
+            fix="run as root, or add your user to the `docker` group and log in again",
+        )
     if any(marker in lowered for marker in _NO_BUILDX):
         return EngineMissingError(
             "the docker buildx plugin is missing",
@@ -197,9 +204,7 @@ def classify_engine_problem(output: str) -> EngineMissingError | None:
     return None
 
 
-def _translate(
-    exc: DockerException, what: str, fix: str = "", log_path: Path | None = None
-) -> BakeryError:
+def _translate(exc: DockerException, what: str, fix: str = "") -> BakeryError:
     output = exc.stderr or exc.stdout or ""
     missing = classify_engine_problem(output)
     if missing is not None:
@@ -209,7 +214,6 @@ def _translate(
         command=[str(part) for part in exc.docker_command],
         return_code=exc.return_code,
         stderr_tail=tail_lines(output),
-        log_path=log_path,
         fix=fix,
     )
 
@@ -374,17 +378,22 @@ def _check_spec(spec: BuildSpec) -> None:
         raise UsageError(f"build context {spec.context} is not a directory")
     if not spec.dockerfile.is_file():
         raise UsageError(f"Dockerfile {spec.dockerfile} does not exist")
+    ids = [secret.id for secret in spec.secrets]
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"secret ids must be unique, got {ids}")
     for secret in spec.secrets:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret.id):
             raise UsageError(f"secret id {secret.id!r} may only hold letters, digits, '_.-'")
+        if "," in str(secret.src):  # buildx parses `id=...,src=...` as CSV
+            raise UsageError(f"secret {secret.id!r}: the path {secret.src} contains a comma")
         if not secret.src.is_file():
             raise UsageError(
                 f"secret {secret.id!r}: source file {secret.src} does not exist",
                 fix="create the file or point the secret at an existing one",
             )
-    for name, path in spec.build_contexts.items():
-        if not path.is_dir():
-            raise UsageError(f"build context {name!r}: {path} is not a directory")
+    for name, source in spec.build_contexts.items():
+        if isinstance(source, Path) and not source.is_dir():
+            raise UsageError(f"build context {name!r}: {source} is not a directory")
 
 
 def build_command(spec: BuildSpec, metadata_file: Path) -> list[str]:
@@ -397,8 +406,8 @@ def build_command(spec: BuildSpec, metadata_file: Path) -> list[str]:
         command += ["--label", f"{key}={value}"]
     for secret in spec.secrets:
         command += ["--secret", f"id={secret.id},src={secret.src}"]
-    for name, path in spec.build_contexts.items():
-        command += ["--build-context", f"{name}={path}"]
+    for name, source in spec.build_contexts.items():
+        command += ["--build-context", f"{name}={source}"]
     if spec.target is not None:
         command += ["--target", spec.target]
     if spec.network is not None:

@@ -155,33 +155,58 @@ def expected_accelerator(cli_value: str | None) -> str:
     return cli_value or os.environ.get("BAKERY_ACCELERATOR", "") or "cpu"
 
 
-def verdict(
-    accelerator: str, build: dict[str, Any], nodes: list[dict[str, Any]], devices: dict[str, Any]
-) -> tuple[str, str]:
+def findings(
+    accelerator: str,
+    build: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    devices: dict[str, Any],
+) -> list[tuple[str, str]]:
+    """Every problem found, most fundamental first: (verdict, hint)."""
+    found: list[tuple[str, str]] = []
     wrong = _wrong_build(accelerator, build)
     if wrong:
-        return "wrong-torch-build", wrong
-    if accelerator == "cpu":
-        return "ok", "CPU build: no GPU expected"
+        found.append(("wrong-torch-build", wrong))
+    found += [
+        ("permission-denied", _denied_hint(n))
+        for n in nodes
+        if n["exists"] and not n.get("openable")
+    ]
+    if accelerator == "cpu" or found:
+        return found
     if not any(n["exists"] for n in nodes):
-        return "no-gpu", _no_gpu_hint(accelerator)
-    denied = [n for n in nodes if n["exists"] and not n.get("openable")]
-    if denied:
-        node = denied[0]
-        return "permission-denied", (
-            f"{node['path']} is owned by group {node['gid']} ({node.get('group') or 'unnamed'}) "
-            f"mode {node['mode']}; this user (uid {os.geteuid()}, groups {sorted(os.getgroups())}) "
-            f"cannot open it: start the container with --group-add {node['gid']}"
-        )
+        return [("no-gpu", _no_gpu_hint(accelerator))]
     if devices["count"] == 0:
-        return "driver-missing", _driver_hint(accelerator, devices)
+        return [("driver-missing", _driver_hint(accelerator, devices))]
     missing = [a for a in devices["archs"] if a not in build["arch_list"]]
     if missing:
-        return "arch-not-in-wheel", (
+        found.append((
+            "arch-not-in-wheel",
             f"device architecture {', '.join(missing)} is not in this torch build's list "
-            f"{build['arch_list']}; use a torch build for it or set HSA_OVERRIDE_GFX_VERSION"
-        )
+            f"{build['arch_list']}; use a torch build for it or set HSA_OVERRIDE_GFX_VERSION",
+        ))  # fmt: skip
+    return found
+
+
+def verdict(
+    accelerator: str,
+    build: dict[str, Any],
+    nodes: list[dict[str, Any]],
+    devices: dict[str, Any],
+) -> tuple[str, str]:
+    found = findings(accelerator, build, nodes, devices)
+    if found:
+        return found[0]
+    if accelerator == "cpu":
+        return "ok", "CPU build: no GPU expected"
     return "ok", f"{devices['count']} device(s): {', '.join(devices['names'])}"
+
+
+def _denied_hint(node: dict[str, Any]) -> str:
+    return (
+        f"{node['path']} is owned by group {node['gid']} ({node.get('group') or 'unnamed'}) "
+        f"mode {node['mode']}; this user (uid {os.geteuid()}, groups {sorted(os.getgroups())}) "
+        f"cannot open it: start the container with --group-add {node['gid']}"
+    )
 
 
 def _wrong_build(accelerator: str, build: dict[str, Any]) -> str:
@@ -216,7 +241,9 @@ def probe(accelerator: str) -> dict[str, Any]:
         else {"count": 0, "names": [], "archs": [], "error": None}
     )
     name, hint = verdict(accelerator, build, nodes, devices)
+    problems = [{"verdict": v, "hint": h} for v, h in findings(accelerator, build, nodes, devices)]
     return {
+        "problems": problems,
         "expected": {"accelerator": accelerator},
         "python": ".".join(str(p) for p in sys.version_info[:3]),
         "torch": build,

@@ -1,0 +1,77 @@
+"""Helpers shared by the Docker tests (a plain module: conftest is for fixtures)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+BASE_TAG = "bakery/debian:bookworm"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def write_dockerfile(context: Path, text: str, name: str = "Dockerfile") -> Path:
+    """Write a Dockerfile into `context`; `{BASE}` stands for the base image tag."""
+    dockerfile = context / name
+    dockerfile.write_text(text.replace("{BASE}", BASE_TAG), encoding="utf-8")
+    return dockerfile
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` until it holds; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)  # poll interval of a deadline-bound wait, not a synchronisation sleep
+
+
+def pids_running(fragment: str) -> list[int]:
+    """Processes whose command line contains `fragment` (read from /proc, no pgrep needed)."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fragment in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def tar_contents(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of every regular file in a tar, descending into nested tars (layers)."""
+    with tarfile.open(path, "r:*") as archive:
+        yield from _members(archive, prefix="")
+
+
+def _members(archive: tarfile.TarFile, prefix: str) -> Iterator[tuple[str, bytes]]:
+    for member in archive:
+        name = f"{prefix}{member.name}"
+        yield name, member.name.encode()  # file names can leak too
+        if not member.isfile():
+            continue
+        handle = archive.extractfile(member)
+        if handle is None:
+            continue
+        data = handle.read()
+        yield name, data
+        nested = _open_nested(data)
+        if nested is not None:
+            with nested:
+                yield from _members(nested, prefix=f"{name}!")
+
+
+def _open_nested(data: bytes) -> tarfile.TarFile | None:
+    try:
+        return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except tarfile.TarError:
+        return None

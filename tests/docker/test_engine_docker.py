@@ -1,0 +1,302 @@
+"""bakery.engine against the real engine: versions, builds, caching, errors, contexts, interrupts."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from docker_support import BASE_TAG, pids_running, wait_until, write_dockerfile
+
+from bakery import base, engine
+from bakery.errors import DockerError, EngineMissingError, UsageError
+
+pytestmark = pytest.mark.docker
+
+NO_DAEMON = "unix:///nonexistent/bakery-test.sock"
+
+Forget = Callable[[str], str]
+
+
+def spec_for(context: Path, **changes: object) -> engine.BuildSpec:
+    options: dict[str, object] = {
+        "context": context,
+        "dockerfile": context / "Dockerfile",
+        "log_path": context.parent / "logs" / "build.log",
+    }
+    options.update(changes)
+    return engine.BuildSpec(**options)  # type: ignore[arg-type]  # test helper, fields by name
+
+
+# --- 1. the engine answers ----------------------------------------------------------------
+
+
+def test_daemon_and_buildx_answer(engine_info: engine.EngineInfo) -> None:
+    assert engine_info.server_version
+    assert engine_info.api_version
+    assert engine.parse_version(engine_info.buildx_version) >= (0, 13)
+
+
+# --- 3. builds and the cache --------------------------------------------------------------
+
+LAYERED = """\
+FROM {BASE}
+COPY first.txt /first.txt
+RUN echo built > /built.txt
+COPY last.txt /last.txt
+"""
+
+
+@pytest.fixture
+def layered_context(build_dir: Path, unique: str) -> Path:
+    (build_dir / "first.txt").write_text(f"first {unique}\n", encoding="utf-8")
+    (build_dir / "last.txt").write_text(f"last {unique}\n", encoding="utf-8")
+    write_dockerfile(build_dir, LAYERED)
+    return build_dir
+
+
+def test_build_returns_image_tags_and_log(
+    base_image: base.BaseResult, layered_context: Path, unique: str, forget_images: Forget
+) -> None:
+    tag = forget_images(f"bakery-test/build:{unique}")
+    seen: list[str] = []
+    outcome = engine.build_image(spec_for(layered_context, tags=(tag,)), on_step=seen.append)
+    forget_images(outcome.image_id)
+
+    info = engine.inspect_image(tag)
+    assert info is not None
+    assert info.id == outcome.image_id  # metadata file's containerimage.digest is the image id
+    assert outcome.image_id.startswith("sha256:")
+    assert outcome.log_path.is_file()
+    assert "#1 " in outcome.log_path.read_text(encoding="utf-8")
+    assert outcome.steps_total == 3
+    assert seen == [
+        "[2/4] COPY first.txt /first.txt",
+        "[3/4] RUN echo built > /built.txt",
+        "[4/4] COPY last.txt /last.txt",
+    ]
+
+
+def test_build_without_tags_leaves_image_untagged(
+    base_image: base.BaseResult, layered_context: Path, forget_images: Forget
+) -> None:
+    outcome = engine.build_image(spec_for(layered_context))
+    forget_images(outcome.image_id)
+    info = engine.inspect_image(outcome.image_id)
+    assert info is not None
+    assert info.repo_tags == ()
+
+
+def test_identical_rebuild_is_fully_cached(
+    base_image: base.BaseResult, layered_context: Path, forget_images: Forget
+) -> None:
+    first = engine.build_image(spec_for(layered_context))
+    forget_images(first.image_id)
+    second = engine.build_image(spec_for(layered_context))
+    assert second.image_id == first.image_id
+    assert second.steps_total == 3
+    assert second.steps_cached == second.steps_total
+    assert second.steps_run == ()
+
+
+def test_changed_last_file_reruns_only_last_step(
+    base_image: base.BaseResult, layered_context: Path, unique: str, forget_images: Forget
+) -> None:
+    first = engine.build_image(spec_for(layered_context))
+    forget_images(first.image_id)
+    (layered_context / "last.txt").write_text(f"changed {unique}\n", encoding="utf-8")
+    second = engine.build_image(spec_for(layered_context))
+    forget_images(second.image_id)
+    assert second.image_id != first.image_id
+    assert second.steps_run == ("[4/4] COPY last.txt /last.txt",)
+    assert second.steps_cached == 2
+
+
+# --- 5. errors ------------------------------------------------------------------------------
+
+
+def test_failing_run_gives_docker_error_with_tail_and_log(
+    base_image: base.BaseResult, build_dir: Path, unique: str
+) -> None:
+    write_dockerfile(
+        build_dir,
+        f"FROM {{BASE}}\nRUN echo 'to stdout {unique}'; echo 'broke {unique}' >&2; exit 3\n",
+    )
+    spec = spec_for(build_dir)
+    with pytest.raises(DockerError) as caught:
+        engine.build_image(spec)
+    error = caught.value
+    assert error.return_code not in (None, 0)
+    assert f"broke {unique}" in error.stderr_tail
+    assert "exit code: 3" in error.what
+    assert error.log_path == spec.log_path
+    assert f"broke {unique}" in spec.log_path.read_text(encoding="utf-8")
+    assert "buildx" in error.command
+
+
+def test_no_daemon_gives_engine_missing_with_fix() -> None:
+    with engine.connected(NO_DAEMON), pytest.raises(EngineMissingError) as caught:
+        engine.check_engine()
+    assert "install-engine.sh" in caught.value.fix
+    assert NO_DAEMON in caught.value.what
+
+
+def test_no_daemon_from_docker_host_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", NO_DAEMON)
+    assert not engine.daemon_answers()
+    with pytest.raises(EngineMissingError) as caught:
+        engine.inspect_image(BASE_TAG)
+    assert "install-engine.sh" in caught.value.fix
+
+
+def test_no_daemon_during_build_gives_engine_missing(layered_context: Path) -> None:
+    with engine.connected(NO_DAEMON), pytest.raises(EngineMissingError):
+        engine.build_image(spec_for(layered_context))
+
+
+def test_missing_secret_file_fails_before_docker(layered_context: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    spec = spec_for(layered_context, secrets=(engine.Secret("ca", missing),))
+    # With no daemon reachable, any docker call would raise EngineMissingError instead.
+    with engine.connected(NO_DAEMON), pytest.raises(UsageError) as caught:
+        engine.build_image(spec)
+    assert str(missing) in caught.value.what
+
+
+def test_unreachable_base_image_suggests_base_map(build_dir: Path, unique: str) -> None:
+    write_dockerfile(build_dir, f"FROM bakery-test/nonexistent-{unique}:1\nRUN true\n")
+    with pytest.raises(DockerError) as caught:
+        engine.build_image(spec_for(build_dir))
+    error = caught.value
+    assert f"bakery-test/nonexistent-{unique}:1" in error.what
+    assert "could not be pulled" in error.what
+    assert "--base-map" in error.fix
+    assert "python build.py base" in error.fix
+
+
+# --- 6. named build contexts ----------------------------------------------------------------
+
+NAMED_CONTEXT = """\
+FROM scratch AS pip-local-0
+FROM {BASE}
+RUN --mount=type=bind,from=pip-local-0,target=/mnt/x \\
+    if [ -f /mnt/x/wheel.txt ]; then echo "saw $(cat /mnt/x/wheel.txt)"; else echo saw-nothing; fi \\
+    > /seen.txt
+"""
+
+
+@pytest.fixture
+def named_context(build_dir: Path) -> Path:
+    write_dockerfile(build_dir, NAMED_CONTEXT)
+    return build_dir
+
+
+def read_in_image(image_id: str, command: str) -> str:
+    result = engine.run_container(image_id, ["bash", "-c", command], timeout=60)
+    assert result.return_code == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_named_context_visible_during_run_only(
+    base_image: base.BaseResult,
+    named_context: Path,
+    tmp_path: Path,
+    unique: str,
+    forget_images: Forget,
+) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "wheel.txt").write_text(f"wheel-{unique}", encoding="utf-8")
+    spec = spec_for(named_context, build_contexts={"pip-local-0": wheels})
+    image_id = forget_images(engine.build_image(spec).image_id)
+    assert read_in_image(image_id, "cat /seen.txt") == f"saw wheel-{unique}"
+    assert read_in_image(image_id, "ls -A /mnt/x 2>/dev/null | wc -l") == "0"
+
+
+def test_named_context_defaults_to_empty_scratch(
+    base_image: base.BaseResult, named_context: Path, forget_images: Forget
+) -> None:
+    outcome = engine.build_image(spec_for(named_context))
+    image_id = forget_images(outcome.image_id)
+    assert read_in_image(image_id, "cat /seen.txt") == "saw-nothing"
+    log = outcome.log_path.read_text(encoding="utf-8")
+    metadata = [line for line in log.splitlines() if "load metadata for" in line]
+    assert metadata, "the log should show the base image's metadata lookup"
+    assert not [line for line in metadata if "scratch" in line]  # no pull attempted for scratch
+
+
+def test_docker_image_context_maps_a_base_name_to_a_local_image(
+    base_image: base.BaseResult, build_dir: Path, unique: str, forget_images: Forget
+) -> None:
+    alias = f"registry.invalid/bakery-test/base-{unique}:1"  # would fail if it were pulled
+    write_dockerfile(build_dir, f"FROM {alias}\nRUN echo mapped > /mapped.txt\n")
+    spec = spec_for(build_dir, build_contexts={alias: f"docker-image://{BASE_TAG}"})
+    image_id = forget_images(engine.build_image(spec).image_id)
+    assert read_in_image(image_id, "cat /mapped.txt") == "mapped"
+
+
+# --- interrupts -----------------------------------------------------------------------------
+
+
+def test_interrupt_stops_the_build_and_propagates(
+    base_image: base.BaseResult, build_dir: Path
+) -> None:
+    # A sleep with a unique duration identifies the RUN's process on this host.
+    sleeper = f"sleep 120.{secrets.randbelow(10**6):06d}"
+    write_dockerfile(build_dir, f"FROM {{BASE}}\nRUN echo started; exec {sleeper}\n")
+
+    finished = threading.Event()
+    started: list[bool] = []
+
+    def interrupt_once_running() -> None:
+        # Ctrl+C on us only: SIGINT to this process once the RUN's sleep exists (or a deadline).
+        deadline_hit = False
+        try:
+            wait_until(lambda: bool(pids_running(sleeper)) or finished.is_set(), 60, "the RUN")
+        except AssertionError:
+            deadline_hit = True
+        started.append(not deadline_hit)
+        if not finished.is_set():
+            os.kill(os.getpid(), signal.SIGINT)
+
+    interrupter = threading.Thread(target=interrupt_once_running, daemon=True)
+    interrupter.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            engine.build_image(spec_for(build_dir))
+    finally:
+        finished.set()
+        interrupter.join(timeout=5)
+    assert started == [True], "the RUN never started, so the interrupt proved nothing"
+    wait_until(lambda: not pids_running(sleeper), 20, "the cancelled RUN to disappear")
+    assert not pids_running(str(build_dir)), "a docker buildx process outlived the interrupt"
+
+
+# --- containers -----------------------------------------------------------------------------
+
+
+def test_run_container_separates_streams_and_removes_container(
+    base_image: base.BaseResult, unique: str
+) -> None:
+    name = f"bakery-test-{unique}"
+    result = engine.run_container(
+        BASE_TAG,
+        ["bash", "-c", 'echo "out $GREETING"; echo err >&2; exit 7'],
+        env={"GREETING": unique},
+        name=name,
+        timeout=60,
+    )
+    assert (result.return_code, result.stdout, result.stderr) == (7, f"out {unique}\n", "err\n")
+    assert not engine.container_exists(name)
+
+
+def test_run_container_timeout_kills_and_removes(base_image: base.BaseResult, unique: str) -> None:
+    name = f"bakery-test-{unique}"
+    with pytest.raises(DockerError) as caught:
+        engine.run_container(BASE_TAG, ["sleep", "300"], name=name, timeout=2)
+    assert "timed out" in caught.value.what
+    assert not engine.container_exists(name)

@@ -1,0 +1,109 @@
+"""Helpers for the image suites: which images to test, docker calls, GPU presence.
+
+Images come from --image REF or --variant ID; with neither, every matrix variant whose image
+exists locally (the matrix is the only list). A variant's expectations are read from
+matrix.toml, never restated here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bakery.matrix import Variant, load_matrix
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER_TIMEOUT = 120
+
+
+@dataclass(frozen=True)
+class ImageUnderTest:
+    ref: str
+    variant: Variant
+    labels: dict[str, str]
+
+    def __str__(self) -> str:
+        return self.variant.id
+
+
+def docker(
+    *args: str, timeout: float = DOCKER_TIMEOUT, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+def image_labels(ref: str) -> dict[str, str] | None:
+    result = docker("image", "inspect", "--format", "{{json .Config.Labels}}", ref, check=False)
+    if result.returncode != 0:
+        return None
+    return json.loads(result.stdout) or {}
+
+
+def images_under_test(config: pytest.Config) -> list[ImageUnderTest | str]:
+    """Resolved images, or a string saying why there are none (becomes a skip reason)."""
+    matrix = load_matrix(ROOT / "matrix.toml")
+    by_id = {v.id: v for v in matrix.variants}
+    repository = config.getoption("--repository") or matrix.project.repository
+    found: list[ImageUnderTest | str] = []
+    for ref in config.getoption("--image"):
+        labels = image_labels(ref)
+        if labels is None:
+            found.append(f"image {ref} does not exist locally")
+        elif labels.get("io.bakery.variant") not in by_id:
+            found.append(f"image {ref} has no io.bakery.variant label naming a matrix variant")
+        else:
+            found.append(ImageUnderTest(ref, by_id[labels["io.bakery.variant"]], labels))
+    for vid in config.getoption("--variant"):
+        if vid not in by_id:
+            raise pytest.UsageError(
+                f"--variant {vid}: not in matrix.toml (see `python build.py list`)"
+            )
+        ref = f"{repository}:{by_id[vid].tag}"
+        labels = image_labels(ref)
+        found.append(
+            ImageUnderTest(ref, by_id[vid], labels)
+            if labels is not None
+            else f"{ref} is not built (python build.py --variant {vid})"
+        )
+    if found:
+        return found
+    for v in matrix.variants:
+        ref = f"{repository}:{v.tag}"
+        labels = image_labels(ref)
+        if labels is not None:
+            found.append(ImageUnderTest(ref, v, labels))
+    return found or ["no image of any matrix variant is built here (python build.py --target cpu)"]
+
+
+def host_has_gpu(accelerator: str) -> str:
+    """'' if this machine has the accelerator's device nodes, else the reason it does not."""
+    if accelerator == "rocm":
+        return "" if Path("/dev/kfd").exists() else "no /dev/kfd on this machine (no AMD GPU)"
+    if accelerator == "cuda":
+        return (
+            ""
+            if Path("/dev/nvidiactl").exists()
+            else "no /dev/nvidiactl on this machine (no NVIDIA GPU)"
+        )
+    return "CPU variant: there is no GPU to use"
+
+
+def run_args_for_gpu(accelerator: str) -> list[str]:
+    """The accelerator's device flags when this host has them (numeric gids, de-duplicated)."""
+    if host_has_gpu(accelerator):
+        return []
+    if accelerator == "cuda":
+        return ["--gpus", "all"]
+    nodes = [Path("/dev/kfd"), *sorted(Path("/dev/dri").glob("renderD*"))]
+    gids = sorted({os.stat(n).st_gid for n in nodes})
+    args = ["--device", "/dev/kfd", "--device", "/dev/dri", "--security-opt", "seccomp=unconfined"]
+    for gid in gids:
+        args += ["--group-add", str(gid)]
+    return args

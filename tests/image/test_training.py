@@ -1,0 +1,49 @@
+"""Training smoke suite: stylelora trains, saves and reloads inside the image, as a host user."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from imagesupport import ImageUnderTest, docker
+
+pytestmark = pytest.mark.docker
+
+HOST_UID = 4321  # tests run as root here; a dev container runs as the host user's ids
+HOST_GID = 4322
+
+
+def test_smoke_run_as_host_user_writes_owned_readable_outputs(
+    image: ImageUnderTest, tmp_path: Path
+) -> None:
+    if image.variant.flavour == "slim":
+        pytest.skip("slim image: the smoke run needs the host environment (slim suite)")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, HOST_UID, HOST_GID)
+    name = f"bakery-smoke-{uuid.uuid4().hex[:10]}"
+    try:
+        result = docker(
+            "run", "--name", name, "--network", "none", "--user", f"{HOST_UID}:{HOST_GID}",
+            "-e", "HOME=/tmp", "-v", f"{out}:/out", image.ref,
+            "python", "-m", "stylelora", "smoke", "--output", "/out/run",
+            timeout=600, check=False,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdict = json.loads(result.stdout.strip().splitlines()[-1])
+    assert verdict["ok"] is True, verdict["checks"]
+    files = [p for p in out.rglob("*")]
+    assert any(p.suffix == ".safetensors" for p in files), files
+    assert any(p.name == "run.json" for p in files), files
+    for path in files:
+        st = path.lstat()
+        assert (st.st_uid, st.st_gid) == (HOST_UID, HOST_GID), (
+            f"{path} is owned by {st.st_uid}:{st.st_gid}"
+        )
+        assert st.st_mode & 0o400, f"{path} is not readable by its owner"
+    assert not [p for p in files if p.lstat().st_uid == 0], "nothing may be written as root"
