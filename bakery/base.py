@@ -186,17 +186,41 @@ def _debootstrap(suite: str, target: Path, mirror: str) -> None:
     _run_tool(command, f"debootstrap of {suite} from {mirror}", DEBOOTSTRAP_TIMEOUT)
 
 
+CACHE_PATTERNS = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*")
+# Like Debian's own -slim images: no manuals, docs or translations (licences stay), and dpkg is
+# told not to install them later either, so every image built on this base stays small.
+DOC_PATTERNS = ("usr/share/doc/*/*", "usr/share/man/*", "usr/share/info/*", "usr/share/locale/*")
+DPKG_EXCLUDES = """\
+# bakery base: keep images small, as Debian's -slim images do
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/locale/*
+"""
+
+
+def _kept(path: Path, rootfs: Path) -> bool:
+    """Licence files stay (Debian policy): usr/share/doc/<package>/copyright."""
+    return path.name == "copyright" and path.parent.parent == rootfs / "usr" / "share" / "doc"
+
+
 def _slim_rootfs(rootfs: Path, suite: str, mirror: str) -> None:
     """Keep apt usable (sources.list) and the image small (no .debs, no package lists)."""
     sources = rootfs / "etc" / "apt" / "sources.list"
     if not sources.is_file() or mirror not in sources.read_text(encoding="utf-8"):
         sources.write_text(f"deb {mirror} {suite} main\n", encoding="utf-8")
-    for pattern in ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*"):
+    for pattern in (*CACHE_PATTERNS, *DOC_PATTERNS):
         for path in rootfs.glob(pattern):
+            if _kept(path, rootfs):
+                continue
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:
                 path.unlink()
+    excludes = rootfs / "etc" / "dpkg" / "dpkg.cfg.d" / "bakery-slim"
+    excludes.parent.mkdir(parents=True, exist_ok=True)
+    excludes.write_text(DPKG_EXCLUDES, encoding="utf-8")
     # The host's name resolution must not travel in the image; Docker mounts its own at run time.
     for name in ("etc/resolv.conf", "etc/hostname"):
         path = rootfs / name

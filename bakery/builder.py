@@ -78,6 +78,8 @@ class BuildOptions:
     uid: int | None = None
     gid: int | None = None
     log_dir: Path = Path(".bakery/logs")
+    network: str | None = None
+    torch_index_url: str | None = None  # a mirror of the accelerator's wheel index
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class BuildResult:
     seconds: float
     steps_total: int
     steps_cached: int
+    steps_run: tuple[str, ...]
 
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
@@ -109,6 +112,11 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jobs", type=int, default=1, help="build N variants at once (default 1)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--torch-source", choices=TORCH_SOURCES, default="auto")
+    p.add_argument(
+        "--torch-index-url",
+        default=None,
+        help="a mirror of the accelerator's wheel index (the torch step's --index-url)",
+    )
     p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle (PEM) for HTTPS steps")
     p.add_argument("--index-url", default=None)
     p.add_argument("--extra-index-url", action="append", default=[])
@@ -119,6 +127,11 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repository", default=None, help="override the matrix's repository")
     p.add_argument("--uid", type=int, default=None, help="uid of the image's user")
     p.add_argument("--gid", type=int, default=None, help="gid of the image's user")
+    p.add_argument(
+        "--network",
+        default=None,
+        help="network for RUN steps, e.g. host to reach a mirror on localhost",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
@@ -135,7 +148,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         root=args.matrix.resolve().parent, jobs=args.jobs, dry_run=args.dry_run, json=args.json,
         torch_source=args.torch_source, pip=pip, ca_cert=find_ca_bundle(args.ca_cert),
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
-        repository=args.repository, uid=args.uid, gid=args.gid,
+        repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
+        torch_index_url=args.torch_index_url,
     )  # fmt: skip
 
 
@@ -211,6 +225,8 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
     for v in variants:
         source, reason = choose_torch_source(v, options)
         args = {"TORCH_SOURCE": source} if v.flavour == "full" else {}
+        if options.torch_index_url and v.flavour == "full":
+            args["TORCH_INDEX_URL"] = options.torch_index_url
         if options.uid is not None:
             args["BAKERY_UID"] = str(options.uid)
         if options.gid is not None:
@@ -238,8 +254,9 @@ def choose_torch_source(v: Variant, options: BuildOptions) -> tuple[str, str]:
         )
     if policy in ("index", "pypi", "local"):
         return policy, "asked for with --torch-source"
-    if index_reachable(v.index.url, options.ca_cert):
-        return "index", f"{v.index.url} is reachable"
+    url = options.torch_index_url or v.index.url
+    if index_reachable(url, options.ca_cert):
+        return "index", f"{url} is reachable"
     if v.pypi_equivalent:
         return (
             "pypi",
@@ -280,7 +297,9 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
             else s.variant.base_ref
         )
         console.print(f"  {s.variant.id} -> {s.image}")
-        console.print(f"      torch from {s.torch_source}: {s.torch_source_reason}")
+        index = s.build_args.get("TORCH_INDEX_URL", s.variant.index.url)
+        where = f" ({index})" if s.torch_source == "index" else ""
+        console.print(f"      torch from {s.torch_source}{where}: {s.torch_source_reason}")
         console.print(f"      base {base}")
     console.print(f"pip sources: {options.pip.describe()}")
     ca = (
@@ -351,7 +370,7 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
         spec = engine.BuildSpec(
             context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
             build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
-            log_path=step.log_path,
+            log_path=step.log_path, network=options.network,
         )  # fmt: skip
         outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
     status.update(step, "verifying the image")
@@ -362,7 +381,7 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
     return BuildResult(
         step=step, image_id=outcome.image_id, size=info.size if info else 0,
         seconds=outcome.seconds, steps_total=outcome.steps_total,
-        steps_cached=outcome.steps_cached,
+        steps_cached=outcome.steps_cached, steps_run=outcome.steps_run,
     )  # fmt: skip
 
 
@@ -476,6 +495,7 @@ def result_record(r: BuildResult) -> dict[str, object]:
         "seconds": round(r.seconds, 1),
         "steps_total": r.steps_total,
         "steps_cached": r.steps_cached,
+        "steps_run": list(r.steps_run),
         "torch_source": r.step.torch_source,
         "log": str(r.step.log_path),
     }

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 
 from rich.table import Table
@@ -23,7 +24,15 @@ from bakery.ui import err_console, out_console
 
 log = logging.getLogger("bakery")
 
-COMMANDS = ("build", "list", "generate", "base", "test")
+CORE_COMMANDS = ("build", "list", "generate", "base", "test")
+# Modules that add their own subcommands: each has COMMANDS and register(sub, common, selection).
+COMMAND_MODULES = (
+    "bakery.bundle",
+    "bakery.publish",
+    "bakery.slim",
+    "bakery.devbox",
+    "bakery.doctor",
+)
 DESCRIPTION = """\
 bakery builds GPU training images (ROCm 6.3, CUDA 12.8, CPU) from matrix.toml.
 
@@ -70,9 +79,14 @@ def _with_default_command(argv: list[str]) -> list[str]:
     if any(a in ("-h", "--help", "--version") for a in argv[:1]):
         return argv
     first_positional = next((a for a in argv if not a.startswith("-")), None)
-    if first_positional in COMMANDS:
+    if first_positional in all_commands():
         return argv
     return ["build", *argv]
+
+
+def all_commands() -> tuple[str, ...]:
+    extra = [name for module in COMMAND_MODULES for name in import_module(module).COMMANDS]
+    return (*CORE_COMMANDS, *extra)
 
 
 def _setup_logging(debug: bool) -> None:
@@ -117,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_build(sub, [common, selection])
     _add_base(sub, [common])
     _add_test(sub, [common, selection])
+    for module in COMMAND_MODULES:
+        import_module(module).register(sub, common, selection)
     return parser
 
 

@@ -223,7 +223,8 @@ def test_list_json_matches_the_matrix(capsys: pytest.CaptureFixture[str]) -> Non
     assert [r["id"] for r in records] == [v.id for v in matrix.variants]
     for record, v in zip(records, matrix.variants, strict=True):
         assert record["image"] == f"{matrix.project.repository}:{v.tag}"
-        assert record["torch"] == v.torch and record["python"] == v.python
+        assert record["torch"] == v.torch
+        assert record["python"] == v.python
         assert record["index_url"] == v.index.url
         assert record["companions"] == dict(v.companions)
         assert (ROOT / record["dockerfile"]).is_file()
