@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -27,7 +28,7 @@ from rich.live import Live
 from rich.table import Table
 
 from bakery import engine
-from bakery.errors import EXIT_OK, BakeryError, GuardError, UsageError
+from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
     PipSources,
@@ -79,7 +80,7 @@ class BuildOptions:
     gid: int | None = None
     log_dir: Path = Path(".bakery/logs")
     network: str | None = None
-    torch_index_url: str | None = None  # a mirror of the accelerator's wheel index
+    torch_index_urls: Mapping[str, str] = field(default_factory=dict)  # index name -> mirror URL
 
 
 @dataclass(frozen=True)
@@ -114,8 +115,11 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--torch-source", choices=TORCH_SOURCES, default="auto")
     p.add_argument(
         "--torch-index-url",
-        default=None,
-        help="a mirror of the accelerator's wheel index (the torch step's --index-url)",
+        action="append",
+        default=[],
+        metavar="[INDEX=]URL",
+        help="a mirror of an accelerator's wheel index (e.g. rocm6.3=https://mirror/whl/rocm6.3); "
+        "passed as a secret, so credentials in it never reach the image",
     )
     p.add_argument("--ca-cert", type=Path, default=None, help="CA bundle (PEM) for HTTPS steps")
     p.add_argument("--index-url", default=None)
@@ -149,8 +153,33 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         torch_source=args.torch_source, pip=pip, ca_cert=find_ca_bundle(args.ca_cert),
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
         repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
-        torch_index_url=args.torch_index_url,
+        torch_index_urls=parse_torch_index_urls(args.torch_index_url),
     )  # fmt: skip
+
+
+def parse_torch_index_urls(values: Sequence[str]) -> dict[str, str]:
+    """`rocm6.3=URL` pairs; a bare URL stands for every index (checked against the plan)."""
+    result = {}
+    for value in values:
+        name, sep, url = value.partition("=")
+        if sep and "://" not in name:
+            result[name] = url
+        else:
+            result["*"] = value
+    return result
+
+
+def torch_index_for(v: Variant, options: BuildOptions) -> str:
+    return (
+        options.torch_index_urls.get(v.index.name)
+        or options.torch_index_urls.get("*")
+        or v.index.url
+    )
+
+
+def redact(url: str) -> str:
+    """https://user:token@host/path -> https://***@host/path (plans and logs never show secrets)."""
+    return re.sub(r"(://)[^/@]+@", r"\1***@", url)
 
 
 def parse_base_map(values: Sequence[str]) -> dict[str, str]:
@@ -220,13 +249,18 @@ def check_rendered(variants: Sequence[Variant], root: Path) -> None:
 
 def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[BuildStep]:
     check_local_dirs(options.pip)
+    indexes = {v.index.name for v in variants if v.flavour == "full"}
+    if "*" in options.torch_index_urls and len(indexes) > 1:
+        raise UsageError(
+            f"--torch-index-url {redact(options.torch_index_urls['*'])} would serve {len(indexes)} different indexes ({', '.join(sorted(indexes))})",
+            "one mirror URL cannot hold both builds",
+            "name the index: --torch-index-url rocm6.3=URL (repeat per index)",
+        )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     steps = []
     for v in variants:
         source, reason = choose_torch_source(v, options)
         args = {"TORCH_SOURCE": source} if v.flavour == "full" else {}
-        if options.torch_index_url and v.flavour == "full":
-            args["TORCH_INDEX_URL"] = options.torch_index_url
         if options.uid is not None:
             args["BAKERY_UID"] = str(options.uid)
         if options.gid is not None:
@@ -254,9 +288,9 @@ def choose_torch_source(v: Variant, options: BuildOptions) -> tuple[str, str]:
         )
     if policy in ("index", "pypi", "local"):
         return policy, "asked for with --torch-source"
-    url = options.torch_index_url or v.index.url
+    url = torch_index_for(v, options)
     if index_reachable(url, options.ca_cert):
-        return "index", f"{url} is reachable"
+        return "index", f"{redact(url)} is reachable"
     if v.pypi_equivalent:
         return (
             "pypi",
@@ -297,7 +331,7 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
             else s.variant.base_ref
         )
         console.print(f"  {s.variant.id} -> {s.image}")
-        index = s.build_args.get("TORCH_INDEX_URL", s.variant.index.url)
+        index = redact(torch_index_for(s.variant, options))
         where = f" ({index})" if s.torch_source == "index" else ""
         console.print(f"      torch from {s.torch_source}{where}: {s.torch_source_reason}")
         console.print(f"      base {base}")
@@ -338,7 +372,9 @@ def _debian_suite(image: str) -> str:
 
 
 @contextmanager
-def build_secrets(options: BuildOptions) -> Iterator[tuple[engine.Secret, ...]]:
+def build_secrets(
+    options: BuildOptions, torch_index: str | None = None
+) -> Iterator[tuple[engine.Secret, ...]]:
     """Secret files for one build, in a private temp dir removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="bakery-secrets-"))
     try:
@@ -348,6 +384,10 @@ def build_secrets(options: BuildOptions) -> Iterator[tuple[engine.Secret, ...]]:
         secrets.append(engine.Secret("pipconf", pipconf))
         if options.ca_cert is not None:
             secrets.append(engine.Secret("ca", options.ca_cert))
+        if torch_index is not None:
+            path = tmp / "torch-index"
+            path.write_text(torch_index, encoding="utf-8")
+            secrets.append(engine.Secret("torch-index", path))
         token = os.environ.get("HF_TOKEN")
         if token:
             path = tmp / "hf_token"
@@ -366,13 +406,18 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
     if step.base_context is not None:
         named[step.base_context[0]] = f"docker-image://{step.base_context[1]}"
     step.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with build_secrets(options) as secrets:
+    mirror = torch_index_for(step.variant, options)
+    torch_index = mirror if mirror != step.variant.index.url else None
+    with build_secrets(options, torch_index) as secrets:
         spec = engine.BuildSpec(
             context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
             build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
             log_path=step.log_path, network=options.network,
         )  # fmt: skip
-        outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
+        try:
+            outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
+        except DockerError as exc:
+            raise as_guard_error(step, exc) from exc
     status.update(step, "verifying the image")
     verify_image(step, outcome.image_id)
     engine.tag_image(outcome.image_id, step.image)
@@ -383,6 +428,21 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
         seconds=outcome.seconds, steps_total=outcome.steps_total,
         steps_cached=outcome.steps_cached, steps_run=outcome.steps_run,
     )  # fmt: skip
+
+
+def as_guard_error(step: BuildStep, exc: DockerError) -> BakeryError:
+    """A failed `bakery-probe guard` build step is a guard failure (exit 5), not a docker one."""
+    lines = [line.strip() for line in exc.stderr_tail.splitlines() if "bakery-probe guard:" in line]
+    if "bakery-probe guard" not in exc.what or not lines:
+        return exc
+    found = "; ".join(
+        dict.fromkeys(line.split("bakery-probe guard:", 1)[1].strip() for line in lines)
+    )
+    return GuardError(
+        f"{step.variant.id}: the torch guard stopped the build — the installed torch stack is not the variant's",
+        found,
+        f"a later pip step or the wrong index replaced it; pin it in the stack or fix the sources (log: {step.log_path})",
+    )
 
 
 def verify_image(step: BuildStep, image_id: str) -> None:

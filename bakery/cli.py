@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from bakery import __version__
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BakeryError as exc:
         if args.debug:
             log.exception("bakery error")
-        stderr.print(f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True)
+        stderr.print(f"[bold red]error:[/] {escape(exc.render())}", markup=True, soft_wrap=True)
         return exc.exit_code
     except KeyboardInterrupt:
         stderr.print(
@@ -253,28 +254,35 @@ def variant_record(v: Variant) -> dict[str, object]:
     }
 
 
+def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
+    """Image size in bytes for each variant built locally; None if not built or no daemon."""
+    from bakery import engine  # noqa: PLC0415 - list works without Docker
+
+    if not engine.daemon_answers(timeout=5):
+        return dict.fromkeys((v.id for v in variants), None)
+    sizes: dict[str, int | None] = {}
+    for v in variants:
+        info = engine.inspect_image(v.image)
+        sizes[v.id] = info.size if info is not None else None
+    return sizes
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     _, variants = load_selected(args)
-    out = out_console()
+    sizes = built_sizes(variants)
     if args.json:
-        print(json.dumps([variant_record(v) for v in variants], indent=2))
+        print(json.dumps([{**variant_record(v), "size": sizes[v.id]} for v in variants], indent=2))
         return EXIT_OK
     table = Table(title=f"{len(variants)} variants from {args.matrix}")
-    for column in ("variant", "image tag", "base", "torch", "companions", "python", "index"):
+    for column in ("variant", "image", "torch", "companions", "python", "index", "built"):
         table.add_column(column, overflow="fold")
     for v in variants:
         companions = " ".join(f"{n} {ver}" for n, ver in v.companions) or "—"
-        torch = v.torch if v.flavour == "full" else f"(host) {v.torch}"
-        table.add_row(
-            v.id,
-            v.image,
-            v.base_ref if len(v.base_ref) < 60 else v.base,
-            torch,
-            companions,
-            v.python,
-            v.index.url,
-        )
-    out.print(table)
+        torch = v.torch if v.flavour == "full" else f"host env ({v.torch})"
+        size = sizes[v.id]
+        built = f"{size / 1e9:.2f} GB" if size is not None else "—"
+        table.add_row(v.id, v.image, torch, companions, v.python, v.index.name, built)
+    out_console().print(table)
     return EXIT_OK
 
 

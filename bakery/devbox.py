@@ -431,12 +431,26 @@ def choose_variant(
 
 
 def _prepare_dir(path: Path, user: HostUser) -> None:
-    """Create a cache folder for the user; chown what we created when running as root."""
-    if path.exists():
-        return
-    path.mkdir(parents=True)
+    """Create a cache folder (and missing parents, e.g. ~/.cache) for the user; when running as
+    root, chown what was created, so the container user can write there."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
-        os.chown(path, user.uid, user.gid)
+        for created in missing:
+            os.chown(created, user.uid, user.gid)
+
+
+def workspace_note(workspace: Path, user: HostUser) -> str:
+    """A warning when the container user cannot write to the workspace ("" when it can)."""
+    info = workspace.stat()
+    if user.uid in (0, info.st_uid) or info.st_mode & 0o002:
+        return ""
+    if info.st_gid == user.gid and info.st_mode & 0o020:
+        return ""
+    return (
+        f"{workspace} belongs to uid {info.st_uid}, the container runs as {user.uid}:{user.gid}: "
+        "it may not be able to write there (pass --user, or chown the folder)"
+    )
 
 
 def up_options(args: argparse.Namespace) -> UpOptions:
@@ -823,6 +837,14 @@ def confirm(action: str, question: str, assume_yes: bool, stdin: TextIO | None =
     return stream.readline().strip().lower() in ("y", "yes")
 
 
+def print_notes(opts: UpOptions) -> None:
+    """What the user should know before the container is made (no GPU, an unwritable folder)."""
+    gpu = f"the container will see no GPU: {opts.gpu.missing}" if opts.gpu.missing else ""
+    for note in (gpu, workspace_note(opts.workspace, opts.user)):
+        if note:
+            err_console().print(f"[yellow]note:[/] {note}")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     opts = up_options(args)
     console = err_console()
@@ -839,8 +861,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             console.print("nothing changed")
             return EXIT_OK
         engine.remove_container(opts.name)
-    if opts.gpu.missing:
-        console.print(f"[yellow]note:[/] the container will see no GPU: {opts.gpu.missing}")
+    print_notes(opts)
     info = create_devbox(opts)
     console.print(
         f"created {info.name} from {opts.image} ({opts.variant.id}) as {opts.user.uid}:{opts.user.gid}, "
@@ -886,8 +907,7 @@ def cmd_enter(args: argparse.Namespace) -> int:
 
 def _create_and_enter(args: argparse.Namespace) -> int:
     opts = up_options(args)
-    if opts.gpu.missing:
-        err_console().print(f"[yellow]note:[/] the container will see no GPU: {opts.gpu.missing}")
+    print_notes(opts)
     info = create_devbox(opts)
     err_console().print(f"created {info.name} from {opts.image}")
     return _exec(info, list(args.command))

@@ -14,12 +14,15 @@ command itself, with the client options python-on-whales would use, and stops it
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import logging
 import os
 import re
 import signal
 import subprocess
+import tarfile
 import tempfile
 import time
 import uuid
@@ -27,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
@@ -515,7 +519,7 @@ def _build_error(spec: BuildSpec, command: Sequence[str], code: int, log: BuildL
     if failed is not None:
         code_text = _EXIT_CODE.search(failed.error)
         reason = code_text.group(1) if code_text else failed.error
-        what += f" at step {failed.name}" + (f": {reason}" if reason else "")
+        what += f" at step {short_step_name(failed.name)}" + (f": {reason}" if reason else "")
     return DockerError(
         what,
         command=command,
@@ -759,3 +763,649 @@ def run_container(
     finally:
         _remove_container(container)
     return RunResult(container, code, stdout, stderr, time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# --- dev containers ---
+# Long-lived containers for `build.py up/enter/status/job/logs/stop` (bakery.devbox) and the
+# daemon facts `build.py doctor` reads (bakery.doctor). Containers are inspected with one
+# `docker container inspect` per call: python-on-whales re-inspects on every attribute access
+# (CACHE_VALIDITY_PERIOD is 10 ms), which costs a docker call per field and mixes snapshots.
+
+DEVBOX_STOP_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A long-lived container: created once, then started and stopped many times (no --rm)."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    user: str  # "uid:gid"
+    workdir: str
+    env: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    volumes: tuple[tuple[Path, str, str], ...] = ()  # (host path, container path, "ro"|"rw")
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    devices: tuple[str, ...] = ()  # "host:container"
+    group_add: tuple[str, ...] = ()  # numeric gids only (docker-tools.md: names can break runc)
+    gpus: str | None = None
+    security_options: tuple[str, ...] = ()
+    ipc: str | None = None
+    shm_size: str | None = None
+    memory: str | None = None  # also the memory+swap limit: no swap beyond it
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """One snapshot of `docker container inspect`."""
+
+    name: str
+    id: str
+    image_id: str  # the image the container was created from ("sha256:...")
+    image_ref: str  # the reference it was created with (Config.Image)
+    status: str  # created | running | paused | restarting | removing | exited | dead
+    running: bool
+    exit_code: int
+    oom_killed: bool  # Docker saw an OOM kill in the container since its last start
+    error: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    labels: Mapping[str, str]
+    group_add: tuple[str, ...]
+    devices: tuple[str, ...]  # "host:container"
+    memory: int  # bytes; 0 = no limit
+
+
+@dataclass(frozen=True)
+class DockerInfo:
+    """The parts of `docker info` that host checks need."""
+
+    server_version: str
+    runtimes: tuple[str, ...]
+    default_runtime: str
+    cgroup_version: str
+    cgroup_driver: str
+    root_dir: str
+    http_proxy: str
+    https_proxy: str
+    no_proxy: str
+    registry_mirrors: tuple[str, ...]
+    security_options: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def _docker_time(value: object) -> datetime | None:
+    """A Docker timestamp; None for the zero time Docker uses for "never"."""
+    if not isinstance(value, str) or not value or value.startswith("0001-"):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _container_info(raw: Mapping[str, Any]) -> ContainerInfo:
+    state = raw.get("State") or {}
+    config = raw.get("Config") or {}
+    host = raw.get("HostConfig") or {}
+    devices = tuple(
+        f"{d.get('PathOnHost', '')}:{d.get('PathInContainer', '')}"
+        for d in host.get("Devices") or ()
+    )
+    return ContainerInfo(
+        name=str(raw.get("Name", "")).lstrip("/"),
+        id=str(raw.get("Id", "")),
+        image_id=str(raw.get("Image", "")),
+        image_ref=str(config.get("Image", "")),
+        status=str(state.get("Status", "")),
+        running=bool(state.get("Running")),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""),
+        started_at=_docker_time(state.get("StartedAt")),
+        finished_at=_docker_time(state.get("FinishedAt")),
+        labels=MappingProxyType(dict(config.get("Labels") or {})),
+        group_add=tuple(str(g) for g in host.get("GroupAdd") or ()),
+        devices=devices,
+        memory=int(host.get("Memory") or 0),
+    )
+
+
+def _cli_bytes(args: Sequence[str], what: str, stdin: bytes | None = None) -> bytes:
+    """Run a docker CLI command with binary input/output; DockerError carries stderr."""
+    command = [*_docker_command(), *args]
+    try:
+        done = subprocess.run(
+            command, input=stdin, capture_output=True, timeout=CLI_TIMEOUT_SECONDS, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"{what}: timed out", command=command) from exc
+    if done.returncode != 0:
+        stderr = done.stderr.decode(errors="replace")
+        missing = classify_engine_problem(stderr)
+        if missing is not None:
+            raise missing
+        raise DockerError(
+            what, command=command, return_code=done.returncode, stderr_tail=tail_lines(stderr)
+        )
+    return done.stdout
+
+
+def _is_missing(exc: DockerError) -> bool:
+    lowered = exc.stderr_tail.lower()
+    return "no such container" in lowered or "no such object" in lowered
+
+
+def inspect_container(name: str) -> ContainerInfo | None:
+    """The container's current state; None when there is no such container."""
+    try:
+        output = _cli_bytes(["container", "inspect", name], f"could not inspect container {name}")
+    except DockerError as exc:
+        if _is_missing(exc):
+            return None
+        raise
+    found = json.loads(output)
+    return _container_info(found[0]) if found else None
+
+
+def list_containers(label: str) -> list[ContainerInfo]:
+    """Every container (running or not) that carries `label` ("key" or "key=value")."""
+    names = _run_cli(
+        ["container", "ls", "--all", "--filter", f"label={label}", "--format", "{{.Names}}"],
+        f"could not list containers labelled {label}",
+    ).split()
+    infos = [inspect_container(name) for name in sorted(names)]
+    return [info for info in infos if info is not None]  # removed meanwhile: not listed
+
+
+def create_container(spec: ContainerSpec) -> str:
+    """Create (not start) a container from a local image; return its id. Never pulls."""
+    options: dict[str, Any] = {
+        "name": spec.name,
+        "user": spec.user,
+        "workdir": spec.workdir,
+        "envs": dict(spec.env),
+        "volumes": [(str(src), dst, mode) for src, dst, mode in spec.volumes],
+        "labels": dict(spec.labels),
+        "devices": list(spec.devices),
+        "groups_add": list(spec.group_add),
+        "gpus": spec.gpus,
+        "security_options": list(spec.security_options),
+        "ipc": spec.ipc,
+        "shm_size": spec.shm_size,
+        "memory": spec.memory,
+        "memory_swap": spec.memory,
+        "hostname": spec.hostname,
+        "pull": "never",
+    }
+    with _docker_errors(f"could not create container {spec.name} from {spec.image}"):
+        container = _docker().container.create(spec.image, list(spec.command), **options)
+    return str(container)
+
+
+def start_container(name: str) -> None:
+    with _docker_errors(f"could not start container {name}"):
+        _docker().container.start(name)
+
+
+def stop_container(name: str, timeout: int = DEVBOX_STOP_SECONDS) -> None:
+    """`docker stop`: SIGTERM, then SIGKILL after `timeout` seconds."""
+    with _docker_errors(f"could not stop container {name}"):
+        _docker().container.stop(name, time=timeout)
+
+
+def remove_container(name: str) -> None:
+    """Force-remove a container (its named volumes and bind mounts are left alone)."""
+    with _docker_errors(f"could not remove container {name}"), contextlib.suppress(NoSuchContainer):
+        _docker().container.remove(name, force=True)
+
+
+def container_logs_tail(name: str, lines: int) -> str:
+    """The last `lines` lines the container's main process wrote (stdout and stderr)."""
+    with _docker_errors(f"could not read the logs of container {name}"):
+        chunks = _docker().container.logs(name, tail=lines, stream=True)
+        if isinstance(chunks, str):  # only without stream=True; keeps the union type honest
+            return chunks
+        return b"".join(chunk for _, chunk in chunks).decode(errors="replace")
+
+
+def read_container_file(name: str, path: str) -> bytes | None:
+    """A regular file's bytes from a container (running or not); None if it is not there."""
+    try:
+        archive = _cli_bytes(["container", "cp", f"{name}:{path}", "-"], f"could not read {path}")
+    except DockerError as exc:
+        if "could not find the file" in exc.stderr_tail.lower():
+            return None
+        raise
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        for member in tar:
+            handle = tar.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                return handle.read()
+    return None
+
+
+def write_container_files(name: str, files: Mapping[str, bytes], mode: int = 0o644) -> None:
+    """Put files (absolute container paths) into a created or running container, root-owned.
+
+    `docker cp --archive` would keep the tar's owners, but fails with `getent unable to find
+    entry` when the container's user has no passwd entry yet, which is the case this serves.
+    """
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, data in files.items():
+            member = tarfile.TarInfo(path.lstrip("/"))
+            member.size, member.mode, member.mtime = len(data), mode, int(time.time())
+            tar.addfile(member, io.BytesIO(data))
+    _cli_bytes(
+        ["container", "cp", "-", f"{name}:/"],
+        f"could not copy {', '.join(files)} into container {name}",
+        stdin=buffer.getvalue(),
+    )
+
+
+def exec_capture(
+    name: str, command: Sequence[str], *, user: str | None = None, timeout: float = 120
+) -> RunResult:
+    """Run a command in a running container and capture its output (no TTY, no stdin)."""
+    argv = [*_docker_command(), "exec", *(["--user", user] if user else []), name, *command]
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"`{' '.join(command)}` in {name} timed out", command=argv) from exc
+    missing = classify_engine_problem(done.stderr) if done.returncode else None
+    if missing is not None:
+        raise missing
+    return RunResult(name, done.returncode, done.stdout, done.stderr, time.monotonic() - started)
+
+
+def exec_interactive(
+    name: str,
+    command: Sequence[str],
+    *,
+    tty: bool,
+    workdir: str | None = None,
+    env: Mapping[str, str] = _EMPTY,
+) -> int:
+    """`docker exec -i [-t]` with this process's stdin/stdout/stderr; return the exit code.
+
+    A child process rather than os.execvp, so the caller can report after the shell ends
+    (and tests can call it in-process).
+    """
+    argv = [*_docker_command(), "exec", "--interactive", *(["--tty"] if tty else [])]
+    argv += ["--workdir", workdir] if workdir else []
+    for key, value in env.items():
+        argv += ["--env", f"{key}={value}"]
+    try:
+        return subprocess.run([*argv, name, *command], check=False).returncode
+    except FileNotFoundError as exc:
+        raise _binary_missing(exc) from exc
+
+
+def exec_detached(name: str, command: Sequence[str], *, workdir: str | None = None) -> None:
+    """`docker exec --detach`: start a command in the container and return at once."""
+    with _docker_errors(f"could not start `{' '.join(command)}` in container {name}"):
+        _docker().container.execute(name, list(command), detach=True, workdir=workdir)
+
+
+def docker_info(timeout: float = 30.0) -> DockerInfo:
+    """`docker info`; EngineMissingError when no daemon answers."""
+    raw = json.loads(_run_cli(["info", "--format", "{{json .}}"], "docker info", timeout))
+    proxies = {key: str(raw.get(key) or "") for key in ("HttpProxy", "HttpsProxy", "NoProxy")}
+    registry = raw.get("RegistryConfig") or {}
+    return DockerInfo(
+        server_version=str(raw.get("ServerVersion") or ""),
+        runtimes=tuple(sorted(raw.get("Runtimes") or {})),
+        default_runtime=str(raw.get("DefaultRuntime") or ""),
+        cgroup_version=str(raw.get("CgroupVersion") or ""),
+        cgroup_driver=str(raw.get("CgroupDriver") or ""),
+        root_dir=str(raw.get("DockerRootDir") or ""),
+        http_proxy=proxies["HttpProxy"],
+        https_proxy=proxies["HttpsProxy"],
+        no_proxy=proxies["NoProxy"],
+        registry_mirrors=tuple(str(m) for m in registry.get("Mirrors") or ()),
+        security_options=tuple(str(o) for o in raw.get("SecurityOptions") or ()),
+        warnings=tuple(str(w) for w in raw.get("Warnings") or ()),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# --- slim ---
+# `build.py run` starts a container in the foreground, attached to this process's terminal, and
+# `build.py compose` has Compose read back the file it wrote (bakery.slim). A run is described by
+# the dev containers' ContainerSpec; its labels, ipc, shm_size, memory and hostname apply too.
+
+DOCKER_RUN_FAILED = 125  # `docker run` itself failed: the container never ran
+
+
+def foreground_command(spec: ContainerSpec, *, tty: bool) -> list[str]:
+    """The `docker run --rm` argv for `spec` (-i/-t only with a terminal); it never pulls."""
+    argv = [*_docker_command(), "run", "--rm", "--pull", "never", "--name", spec.name]
+    argv += ["--interactive", "--tty"] if tty else []
+    argv += ["--user", spec.user, "--workdir", spec.workdir]
+    for key, value in spec.env.items():
+        argv += ["--env", f"{key}={value}"]
+    for src, dst, mode in spec.volumes:
+        # --mount, not -v: a missing source is an error instead of a new root-owned directory.
+        readonly = ",readonly" if mode == "ro" else ""
+        argv += ["--mount", f"type=bind,source={src},target={dst}{readonly}"]
+    for key, value in spec.labels.items():
+        argv += ["--label", f"{key}={value}"]
+    for flag, values in (
+        ("--device", spec.devices),
+        ("--group-add", spec.group_add),
+        ("--security-opt", spec.security_options),
+    ):
+        for value in values:
+            argv += [flag, value]
+    for flag, option in (
+        ("--gpus", spec.gpus),
+        ("--ipc", spec.ipc),
+        ("--shm-size", spec.shm_size),
+        ("--memory", spec.memory),
+        ("--memory-swap", spec.memory),
+        ("--hostname", spec.hostname),
+    ):
+        argv += [flag, option] if option else []
+    return [*argv, spec.image, *spec.command]
+
+
+def run_foreground(spec: ContainerSpec, *, tty: bool, timeout: float | None = None) -> int:
+    """Run `spec` with this process's stdin/stdout/stderr; return the command's exit code.
+
+    The container is removed when it ends (--rm) and force-removed when the run times out or is
+    interrupted. DockerError when docker itself could not start it (exit 125).
+    """
+    for src, _, _ in spec.volumes:
+        if "," in str(src):  # `--mount` parses its value as CSV
+            raise UsageError(f"cannot mount {src}: the path contains a comma")
+    command = foreground_command(spec, tty=tty)
+    LOGGER.debug("running: %s", " ".join(command))
+    try:
+        code = subprocess.run(command, timeout=timeout, check=False).returncode
+    except FileNotFoundError as exc:
+        raise _binary_missing(exc) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(
+            f"container {spec.name} timed out after {timeout}s and was removed", command=command
+        ) from exc
+    finally:
+        _remove_container(spec.name)
+    if code == DOCKER_RUN_FAILED:
+        raise DockerError(
+            f"docker could not start a container from {spec.image}",
+            command=command,
+            return_code=code,
+            fix="docker's own message is printed above",
+        )
+    return code
+
+
+def compose_config(compose_file: Path) -> dict[str, Any]:
+    """`docker compose --file FILE config`: the file as Compose reads it; DockerError if refused."""
+    client = DockerClient(host=_CONNECTION.host, compose_files=[compose_file])
+    with _docker_errors(f"docker compose does not accept {compose_file}"):
+        return client.compose.config(return_json=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# --- bundles ---
+# Byte streams for offline bundles (bakery.bundle): `docker save` and `docker export` read as a
+# stream, `docker load` fed from one, and what a daemon knows about its storage and layers.
+# These run the CLI directly: python-on-whales keeps a streaming subprocess inside a generator
+# that nobody stops on interrupt, and its load-from-bytes raises a TypeError instead of a
+# DockerException when docker fails (shared/facts/docker-tools.md §1.3).
+
+STREAM_STOP_SECONDS = 10.0  # how long a docker stream may take to exit after its pipe closes
+
+
+@dataclass(frozen=True)
+class DaemonStorage:
+    """Where and how a daemon keeps its images."""
+
+    root_dir: str  # DockerRootDir, on the daemon's machine
+    driver: str  # overlay2, ...
+    containerd_store: bool  # the containerd image store (default for fresh Docker 29 installs)
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """What `docker load` reported."""
+
+    image_ids: tuple[str, ...]  # "Loaded image ID: sha256:..." lines (untagged images)
+    names: tuple[str, ...]  # "Loaded image: repo:tag" lines
+    seconds: float
+
+
+def daemon_storage() -> DaemonStorage:
+    """The daemon's root directory, storage driver and image store (`docker info`)."""
+    raw = json.loads(_run_cli(["info", "--format", "{{json .}}"], "could not read `docker info`"))
+    status = raw.get("DriverStatus") or []
+    containerd = any("io.containerd.snapshotter" in str(value) for pair in status for value in pair)
+    return DaemonStorage(
+        root_dir=str(raw.get("DockerRootDir") or ""),
+        driver=str(raw.get("Driver") or ""),
+        containerd_store=containerd,
+    )
+
+
+def image_layer_lists() -> list[tuple[str, ...]]:
+    """The RootFS diff ids (base first) of every image the daemon holds, untagged ones too."""
+    listed = _run_cli(["image", "ls", "--all", "--quiet", "--no-trunc"], "could not list images")
+    ids = sorted(set(listed.split()))
+    if not ids:
+        return []
+    output = _run_cli(
+        ["image", "inspect", "--format", "{{json .RootFS.Layers}}", *ids],
+        "could not read the layers of the daemon's images",
+    )
+    return [tuple(json.loads(line) or ()) for line in output.splitlines() if line.strip()]
+
+
+def _stop_stream(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=STREAM_STOP_SECONDS)
+
+
+def _stream_error(
+    what: str, command: Sequence[str], code: int, stderr: IO[bytes], fix: str = ""
+) -> BakeryError:
+    stderr.seek(0)
+    text = stderr.read().decode(errors="replace")
+    missing = classify_engine_problem(text)
+    if missing is not None:
+        return missing
+    return DockerError(
+        what, command=command, return_code=code, stderr_tail=tail_lines(text), fix=fix
+    )
+
+
+@contextlib.contextmanager
+def _docker_stdout(args: Sequence[str], what: str) -> Iterator[IO[bytes]]:
+    """Run a docker command and yield its stdout; the caller reads it to the end.
+
+    Its own process group, so a terminal's Ctrl+C reaches only bakery, which stops it. A
+    failure inside the block kills docker; a non-zero exit of docker becomes a DockerError
+    (raised instead of the block's own error, which is usually only its consequence).
+    """
+    command = [*_docker_command(), *args]
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+                start_new_session=True,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise _binary_missing(exc) from exc
+        if process.stdout is None:  # cannot happen with stdout=PIPE; keeps the types honest
+            raise DockerError(what, command=command)
+        try:
+            yield process.stdout
+        except BaseException as exc:
+            code = process.poll()
+            _stop_stream(process)
+            if code:
+                raise _stream_error(what, command, code, stderr) from exc
+            raise
+        finally:
+            process.stdout.close()
+        code = process.wait(timeout=STREAM_STOP_SECONDS)
+        if code != 0:
+            raise _stream_error(what, command, code, stderr)
+
+
+@contextlib.contextmanager
+def saved_stream(refs: Sequence[str]) -> Iterator[IO[bytes]]:
+    """`docker save` of the images as a tar stream (read it to the end inside the block)."""
+    if not refs:
+        raise UsageError("saved_stream needs at least one image")
+    with _docker_stdout(["image", "save", *refs], f"could not save {', '.join(refs)}") as out:
+        yield out
+
+
+@contextlib.contextmanager
+def exported_stream(ref: str) -> Iterator[IO[bytes]]:
+    """The flattened filesystem of image `ref` as a tar stream (`docker create` + `export`).
+
+    The container is never started; it is removed when the block ends.
+    """
+    name = f"bakery-export-{uuid.uuid4().hex[:12]}"
+    with _docker_errors(f"could not create a container from {ref} to export it"):
+        _docker().container.create(ref, ["true"], name=name, pull="never", networks=["none"])
+    try:
+        with _docker_stdout(["container", "export", name], f"could not export {ref}") as out:
+            yield out
+    finally:
+        _remove_container(name)
+
+
+def load_images(source: IO[bytes]) -> LoadOutcome:
+    """`docker load` reading a tar from `source` (a file or pipe with a file descriptor)."""
+    command = [*_docker_command(), "image", "load"]
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(
+                command, stdin=source, stdout=subprocess.PIPE, stderr=stderr,
+                start_new_session=True,
+            )  # fmt: skip
+        except FileNotFoundError as exc:
+            raise _binary_missing(exc) from exc
+        try:
+            output, _ = process.communicate()
+        except BaseException:
+            _stop_stream(process)
+            raise
+        if process.returncode != 0:
+            raise _stream_error("docker load failed", command, process.returncode, stderr)
+    text = output.decode(errors="replace")
+    ids = re.findall(r"^Loaded image ID: (sha256:[0-9a-f]{64})$", text, re.MULTILINE)
+    names = re.findall(r"^Loaded image: (\S+)$", text, re.MULTILINE)
+    return LoadOutcome(tuple(ids), tuple(names), time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# --- publish ---
+# Registries, for `bakery.publish`: log in (the password only ever on stdin), push, pull, copy,
+# and the registry's own view of a reference. `docker buildx imagetools` reads the same
+# credentials as `docker push` and, like the daemon, talks plain HTTP to loopback registries.
+
+REGISTRY_TIMEOUT_SECONDS = 3600.0  # one push, pull or copy of a multi-GB image
+_PUSHED_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
+
+
+@dataclass(frozen=True)
+class RegistryManifest:
+    """What a registry serves for a reference: the manifest's bytes and their sha256."""
+
+    ref: str
+    digest: str  # computed from the bytes served, not taken from a header
+    media_type: str
+    raw: bytes
+
+    def document(self) -> dict[str, Any]:
+        value: dict[str, Any] = json.loads(self.raw)
+        return value
+
+
+def login_registry(registry: str, username: str, password: str, timeout: float = 120.0) -> None:
+    """`docker login` into the Docker credential store; the password goes to stdin only."""
+    command = [*_docker_command(), "login", "--username", username, "--password-stdin", registry]
+    try:
+        done = subprocess.run(
+            command, input=password, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise DockerError(f"docker login {registry} timed out after {timeout:.0f}s") from None
+    if done.returncode != 0:
+        stderr = done.stderr.replace(password, "***") if password else done.stderr
+        missing = classify_engine_problem(stderr)
+        if missing is not None:
+            raise missing
+        raise DockerError(
+            f"could not log in to {registry} as {username}",
+            command=command,
+            return_code=done.returncode,
+            stderr_tail=tail_lines(stderr),
+        )
+
+
+def push_image(ref: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> str:
+    """`docker push ref`; return the manifest digest docker reports for what it pushed."""
+    output = _run_cli(["image", "push", ref], f"could not push {ref}", timeout)
+    found = _PUSHED_DIGEST.findall(output)
+    if not found:
+        raise DockerError(f"docker push {ref} finished without reporting a digest")
+    return str(found[-1])
+
+
+def pull_image(ref: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> str:
+    """`docker pull ref` into the connected daemon; return the image id."""
+    _run_cli(["image", "pull", ref], f"could not pull {ref}", timeout)
+    info = inspect_image(ref)
+    if info is None:
+        raise DockerError(f"docker pull {ref} succeeded but the daemon has no such image")
+    return info.id
+
+
+def registry_manifest(ref: str, timeout: float = 300.0) -> RegistryManifest:
+    """The manifest a registry serves for `ref` (tag or digest), read with buildx imagetools."""
+    command = [*_docker_command(), "buildx", "imagetools", "inspect", "--raw", ref]
+    what = f"could not read the manifest of {ref} from its registry"
+    try:
+        done = subprocess.run(command, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"{what}: timed out after {timeout:.0f}s", command=command) from exc
+    stderr = done.stderr.decode(errors="replace")
+    if done.returncode != 0:
+        missing = classify_engine_problem(stderr)
+        if missing is not None:
+            raise missing
+        raise DockerError(
+            what, command=command, return_code=done.returncode, stderr_tail=tail_lines(stderr)
+        )
+    try:
+        media_type = str(json.loads(done.stdout).get("mediaType", ""))
+    except ValueError as exc:
+        raise DockerError(f"{what}: the registry served no JSON manifest", command=command) from exc
+    digest = "sha256:" + hashlib.sha256(done.stdout).hexdigest()
+    return RegistryManifest(ref=ref, digest=digest, media_type=media_type, raw=done.stdout)
+
+
+def copy_image(source: str, dest: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> None:
+    """Copy `source` (a digest reference) to the tag `dest`, registry to registry, no daemon.
+
+    buildx copies the manifest and its blobs byte for byte; a single-platform manifest gets a
+    one-entry index around it (docker/buildx#2481), which the caller verifies.
+    """
+    _run_cli(
+        ["buildx", "imagetools", "create", "--tag", dest, source],
+        f"could not copy {source} to {dest}",
+        timeout,
+    )

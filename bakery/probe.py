@@ -258,29 +258,48 @@ def probe(accelerator: str) -> dict[str, Any]:
 
 
 def guard(args: argparse.Namespace) -> list[str]:
-    """Every way the installed stack differs from the variant (empty: all good)."""
+    """Every way the installed stack differs from the variant (empty: all good).
+
+    Wheels from the accelerator's index carry the local label (+rocm6.3, +cu128, +cpu) in both
+    their metadata and torch.__version__. PyPI's wheels of the same build have none in their
+    metadata but may still report it in __version__ (PyPI's torch 2.9.1 says 2.9.1+cu128), so
+    with --source pypi either spelling is accepted and torch.version.cuda decides.
+    """
     build = torch_build()
     if build.get("error"):
         return [f"torch does not import: {build['error']}"]
-    want_local = "" if args.source == "pypi" else args.local
-    want = f"{args.torch}+{want_local}" if want_local else args.torch
+    locals_ok = {"", args.local} if args.source == "pypi" else {args.local}
     problems = []
-    if build["version"] != want:
+    if build["base"] != args.torch or build["local"] not in locals_ok:
         problems.append(
-            f"torch {want} was expected but torch {build['version']} is installed (replaced by a later pip step, or taken from the wrong index)"
+            f"torch {_spell(args.torch, locals_ok)} was expected but torch {build['version']} is "
+            "installed (replaced by a later pip step, or taken from the wrong index)"
         )
     problems += _guard_runtime(args, build)
     for spec in args.companion:
         name, _, version = spec.partition("=")
-        found = companion_build(name)
-        expect = f"{version}+{want_local}" if want_local else version
-        if found["version"] != expect:
-            problems.append(f"{name} {expect} was expected but {found['version']} is installed")
-        elif found["error"]:
-            problems.append(
-                f"{name} {found['version']} does not import next to torch {build['version']}: {found['error']}"
-            )
+        problems += _guard_companion(name, version, locals_ok, build)
     return problems
+
+
+def _spell(version: str, locals_ok: set[str]) -> str:
+    return " or ".join(sorted(f"{version}+{loc}" if loc else version for loc in locals_ok))
+
+
+def _guard_companion(
+    name: str, version: str, locals_ok: set[str], build: dict[str, Any]
+) -> list[str]:
+    found = companion_build(name)
+    base, local = split_version(found["version"] or "")
+    if base != version or local not in locals_ok:
+        return [
+            f"{name} {_spell(version, locals_ok)} was expected but {found['version']} is installed"
+        ]
+    if found["error"]:
+        return [
+            f"{name} {found['version']} does not import next to torch {build['version']}: {found['error']}"
+        ]
+    return []
 
 
 def _guard_runtime(args: argparse.Namespace, build: dict[str, Any]) -> list[str]:

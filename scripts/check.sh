@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# The project's test command: lint, type-check, generated files in sync, then every test suite.
+# The project's test command: lint, type-check, generated files in sync, build the images the
+# image suites run against, then every test suite (pytest arguments pass through).
+#
+# BAKERY_CHECK_VARIANTS  comma-separated variants to build first (default: the cpu pair; CI adds
+#                        the CUDA 12.8 image). Empty: build nothing, test what is already built.
 # Docker-backed suites need the engine from scripts/setup.sh; in CI (CI=true) they never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+VARIANTS="${BAKERY_CHECK_VARIANTS-2.13.0-cpu-py3.11,2.13.0-cpu-py3.11-slim}"
 
 "$PY" -m ruff check .
 "$PY" -m ruff format --check .
 "$PY" -m mypy
 "$PY" build.py generate --check
+
+if [ -n "$VARIANTS" ]; then
+  "$PY" build.py base
+  "$PY" build.py --variant "$VARIANTS" --bootstrap-base
+fi
 exec "$PY" -m pytest "$@"

@@ -40,7 +40,7 @@ from standin_index import (
 )
 
 from bakery import base, builder, cli, engine
-from bakery.errors import EXIT_DOCKER, EXIT_GUARD, EXIT_OK
+from bakery.errors import EXIT_GUARD, EXIT_OK
 
 pytestmark = pytest.mark.docker
 
@@ -263,11 +263,9 @@ def test_guard_fails_the_build_when_a_differently_suffixed_torch_slips_in(
 
     run = build_with_standin(copy)
 
-    # The guard step failed the build: today bakery reports a failed build step as a docker
-    # failure (EXIT_DOCKER); EXIT_GUARD would be as right for a guard verdict.
-    assert run.code in (EXIT_DOCKER, EXIT_GUARD), run.err
-    assert run.code != EXIT_OK
-    assert "RUN bakery-probe guard" in run.err
+    # The guard step failed the build, and bakery reports it as a guard verdict (exit 5).
+    assert run.code == EXIT_GUARD, run.err
+    assert "the torch guard stopped the build" in run.err
     assert "torch 2.9.1+rocm6.3 was expected but torch 2.9.1+cu128 is installed" in run.err
     assert "torch.version.hip is None, expected ROCm 6.3" in run.err
     assert run.out.strip() == ""  # no JSON result: nothing was built

@@ -8,13 +8,13 @@ matrix.toml, never restated here.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from bakery.devbox import gpu_run_args
 from bakery.matrix import Variant, load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,14 +96,5 @@ def host_has_gpu(accelerator: str) -> str:
 
 
 def run_args_for_gpu(accelerator: str) -> list[str]:
-    """The accelerator's device flags when this host has them (numeric gids, de-duplicated)."""
-    if host_has_gpu(accelerator):
-        return []
-    if accelerator == "cuda":
-        return ["--gpus", "all"]
-    nodes = [Path("/dev/kfd"), *sorted(Path("/dev/dri").glob("renderD*"))]
-    gids = sorted({os.stat(n).st_gid for n in nodes})
-    args = ["--device", "/dev/kfd", "--device", "/dev/dri", "--security-opt", "seccomp=unconfined"]
-    for gid in gids:
-        args += ["--group-add", str(gid)]
-    return args
+    """The accelerator's device flags on this host: the product's own logic (bakery.devbox)."""
+    return gpu_run_args(accelerator)
