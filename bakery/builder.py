@@ -322,6 +322,20 @@ def index_reachable(url: str, ca_cert: Path | None, timeout: float = 5.0) -> boo
     return _REACHABLE[url]
 
 
+LARGE_CONTEXT = 1_000_000_000
+
+
+def folder_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
 def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> None:
     console.print(f"build plan: {len(steps)} variant(s), {options.jobs} at a time")
     for s in steps:
@@ -335,7 +349,16 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
         where = f" ({index})" if s.torch_source == "index" else ""
         console.print(f"      torch from {s.torch_source}{where}: {s.torch_source_reason}")
         console.print(f"      base {base}")
-    console.print(f"pip sources: {options.pip.describe()}")
+    console.print(f"pip sources: {redact(options.pip.describe())}")
+    for folder in options.pip.local_dirs():
+        size = folder_size(folder)
+        if size > LARGE_CONTEXT:
+            console.print(
+                f"warning: local pip source {folder} holds {size / 1e9:.1f} GB; BuildKit copies a "
+                "build context like it into its cache (again for each new context), so builds start "
+                "slowly and the cache grows — point --find-links at a folder of just the wheels you "
+                "need, or serve the index over http and build with --network host"
+            )
     ca = (
         f"CA bundle {options.ca_cert} (BuildKit secret 'ca')" if options.ca_cert else "no CA bundle"
     )
