@@ -189,6 +189,7 @@ class _Checker:
             return []
         variants = [v for t in targets for v in self.expand(t, stack_sets)]
         variants = self.apply_excludes(variants, data.get("exclude", []))
+        self.check_expanded_ranges(variants, targets)
         variants = self.apply_includes(variants, targets, stack_sets, data.get("include", []))
         self.check_duplicates(variants)
         return variants
@@ -387,7 +388,7 @@ class _Checker:
             table,
             "base_digest",
             path,
-            DIGEST_RE,
+            DIGEST_RE if table.get("base_digest") != "" else None,
             'sha256: followed by 64 lower-case hex digits, or "" for a local image',
             required=False,
         )
@@ -458,6 +459,7 @@ class _Checker:
         companions: tuple[str, ...] | None,
         archs: tuple[str, ...] | None,
         flavours: tuple[str, ...] | None,
+        check_ranges: bool = False,
     ) -> None:
         pairing = load_pairing()
         for i, version in enumerate(torch or ()):
@@ -481,14 +483,9 @@ class _Checker:
                     'use "3.Y", e.g. "3.11"',
                 )
                 continue
-            for version in torch or ():
-                release = pairing.releases.get(version)
-                if release is not None and py not in release.python:
-                    self.add(
-                        f"{path}.python[{i}]",
-                        f"Python {py} is outside torch {version}'s range {describe_python(release.python)}",
-                        f"drop it, or add an [[exclude]] rule for torch {version} × Python {py}",
-                    )
+            if check_ranges:
+                for version in torch or ():
+                    self.check_range(f"{path}.python[{i}]", version, py)
         for i, name in enumerate(companions or ()):
             if name not in COMPANIONS:
                 self.add(
@@ -520,6 +517,28 @@ class _Checker:
                 )
 
     # -- expansion ------------------------------------------------------------------------
+    def check_range(self, key: str, torch: str, python: str) -> None:
+        release = load_pairing().releases.get(torch)
+        if release is not None and python not in release.python:
+            self.add(
+                key,
+                f"Python {python} is outside torch {torch}'s range {describe_python(release.python)}",
+                f"drop it, or add an [[exclude]] rule for torch {torch} × Python {python}",
+            )
+
+    def check_expanded_ranges(
+        self, variants: Sequence[Variant], targets: Sequence[_Target]
+    ) -> None:
+        """Python ranges are checked after [[exclude]], so an exclude rule can fix a combination."""
+        by_name = {t.name: t for t in targets}
+        seen: set[tuple[str, str, str]] = set()
+        for v in variants:
+            if (v.target, v.torch, v.python) in seen:
+                continue
+            seen.add((v.target, v.torch, v.python))
+            index = by_name[v.target].python.index(v.python)
+            self.check_range(f"targets.{v.target}.python[{index}]", v.torch, v.python)
+
     def expand(self, target: _Target, stack_sets: Sequence[_StackSet]) -> list[Variant]:
         return [
             v
@@ -619,7 +638,9 @@ class _Checker:
         if len(self.problems) != before or name is None or torch is None or python is None:
             return None
         target = targets[name]
-        self.check_target_values(path, target.index, (torch,), (python,), (), (), (flavour,))
+        self.check_target_values(
+            path, target.index, (torch,), (python,), (), (), (flavour,), check_ranges=True
+        )
         for companion in COMPANIONS:
             self.check_pinned_companion(path, table, companion, torch)
         if len(self.problems) != before:

@@ -62,11 +62,9 @@ REPORT_DIR = Path(".bakery/publish")
 MAX_RETRY_DELAY = 60.0
 REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 # What a registry or the network says when trying again can help, and when it cannot.
+_AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 _PERMANENT = (
-    "unauthorized",
-    "denied",
-    "authentication required",
-    "no basic auth credentials",
+    *_AUTH,
     "manifest invalid",
     "name unknown",
     "not found",
@@ -160,7 +158,7 @@ class TagRecord:
     digest: str = ""  # what the registry serves for the tag (verified)
     image_digest: str = ""  # the image manifest inside (equals digest after push)
     size: int = 0  # bytes of the compressed config and layers
-    attempts: int = 0
+    attempts: int = 0  # pushes (or copies) tried; reading the tag back is not counted
     error: str = ""
 
 
@@ -373,7 +371,7 @@ def moving_tags(variants: Iterable[Variant], defaults: Mapping[str, str]) -> dic
                         "matrix.toml",
                         f"targets.{target}",
                         f"moving tag {tag!r} would point at both {tags[tag]} and {vid}",
-                        "give targets that share a wheel index distinct Python defaults",
+                        "targets on one wheel index share its moving tags: keep one target per index",
                     )
                 )
             tags.setdefault(tag, vid)
@@ -573,7 +571,12 @@ def log_in(hosts: Iterable[str], options: PublishOptions, console: Console) -> N
                 console,
             )
         except DockerError as exc:
-            exc.fix = f"check {ENV_USER} and {ENV_PASSWORD} (for GHCR: a token with write:packages)"
+            if any(marker in exc.stderr_tail.lower() for marker in (*_AUTH, "401")):
+                exc.fix = (
+                    f"check {ENV_USER} and {ENV_PASSWORD} (for GHCR: a token with write:packages)"
+                )
+            else:
+                exc.fix = f"check that the registry {host} is up and reachable, then run again"
             raise
         console.print(f"logged in to {host} as {credentials.username}")
 
@@ -583,13 +586,19 @@ def failure(
 ) -> DockerError:
     """The final error for a tag: names it, quotes the registry, says what made it."""
     made_it = [r.tag for r in records if r.status == "pushed"]
+    message = registry_message(exc)
+    login = ""
+    if any(marker in message.lower() for marker in _AUTH):
+        host = record.ref.split("/", 1)[0]
+        login = f"log in with `docker login {host}` or set {ENV_USER} and {ENV_PASSWORD}; "
     return DockerError(
-        f"{record.ref}: {registry_message(exc)} (after {record.attempts} attempt(s))",
+        f"{record.ref}: {message} (after {record.attempts} attempt(s))",
         command=exc.command,
         return_code=exc.return_code,
         stderr_tail=exc.stderr_tail,
-        fix=f"{len(made_it)} of {len(records)} tag(s) made it ({', '.join(made_it) or 'none'}); "
-        f"the report {report} lists them; run the command again to finish",
+        fix=f"{login}{len(made_it)} of {len(records)} tag(s) made it "
+        f"({', '.join(made_it) or 'none'}); the report {report} lists them; "
+        "run the command again to finish",
     )
 
 
@@ -614,13 +623,13 @@ def run_push(
     if options.dry_run:
         return EXIT_OK
     check_tested(steps, options, console)
-    log_in([options.destination.host], options, console)
     records = [
         TagRecord(t, options.destination.ref(t), s.variant.id, s.image_id, s.tested)
         for s in steps
         for t in s.tags
     ]
     with _reporting("push", options, records, console):
+        log_in([options.destination.host], options, console)
         for step in steps:
             for record in (r for r in records if r.variant == step.variant.id):
                 push_tag(step, record, options, console)
@@ -637,11 +646,7 @@ def push_tag(step: PushStep, record: TagRecord, options: PublishOptions, console
             lambda: engine.push_image(record.ref), f"push {record.ref}", options, console, record
         )
         served = with_retries(
-            lambda: engine.registry_manifest(record.ref),
-            f"verify {record.ref}",
-            options,
-            console,
-            record,
+            lambda: engine.registry_manifest(record.ref), f"verify {record.ref}", options, console
         )
     except DockerError as exc:
         record.status, record.error = "failed", _scrub(options, registry_message(exc))
@@ -799,18 +804,13 @@ def copy_tag(step: PushStep, record: TagRecord, options: PublishOptions, console
             record,
         )
         served = with_retries(
-            lambda: engine.registry_manifest(record.ref),
-            f"verify {record.ref}",
-            options,
-            console,
-            record,
+            lambda: engine.registry_manifest(record.ref), f"verify {record.ref}", options, console
         )
         inner = with_retries(
             lambda: engine.registry_manifest(f"{options.destination.repository}@{digest}"),
             f"verify {options.destination.repository}@{digest}",
             options,
             console,
-            record,
         )
     except DockerError as exc:
         record.status, record.error = "failed", _scrub(options, registry_message(exc))
@@ -893,7 +893,7 @@ def print_table(records: Sequence[TagRecord]) -> None:
             r.ref,
             r.variant,
             f"[{styles[r.status]}]{r.status}[/]",
-            r.digest or "—",
+            r.digest[:19] or "—",
             f"{r.size / 1e6:.1f} MB" if r.size else "—",
             str(r.attempts),
         )

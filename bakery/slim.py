@@ -24,20 +24,20 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from bakery import engine
+from bakery.builder import detect_host_target
 from bakery.compat import expected_torchvision, python_key
+from bakery.devbox import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
 from bakery.errors import EXIT_OK, GuardError, UsageError
 from bakery.matrix import Variant, load_matrix, select_variants
 from bakery.ui import err_console
-
-if TYPE_CHECKING:
-    from bakery import engine  # docker-backed: imported at run time only where it is used
 
 COMMANDS: tuple[str, ...] = ("run", "compose")
 
@@ -446,14 +446,13 @@ def glibc_problems(needs: Sequence[GlibcNeed], image_glibc: tuple[int, ...]) -> 
     return [
         f"its compiled code needs glibc {format_version(worst.version)} but the image has "
         f"{format_version(image_glibc)} ({len(too_new)} file(s) or wheel(s), e.g. {shown}) — "
-        "install wheels built for an older glibc (manylinux_2_28 or older), or use a full image"
+        f"install wheels built for glibc {format_version(image_glibc)} or older "
+        f"(manylinux_2_{image_glibc[1]} or a lower tag), or use the full image"
     ]
 
 
 def image_glibc(image: str, labels: Mapping[str, str]) -> tuple[int, ...]:
     """The image's glibc version: its label, else `getconf GNU_LIBC_VERSION` run in it."""
-    from bakery import engine  # noqa: PLC0415 - docker-backed; imported only when used
-
     label = parse_glibc_version(labels.get(GLIBC_LABEL, ""))
     if label:
         return label
@@ -470,68 +469,27 @@ def image_glibc(image: str, labels: Mapping[str, str]) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Devices and the container user
+# Devices and the container user: the dev containers' own rules (bakery.devbox)
 
 
-@dataclass(frozen=True)
-class GpuArgs:
-    devices: tuple[str, ...] = ()  # "host:container"
-    group_add: tuple[str, ...] = ()  # numeric gids of the device nodes
-    gpus: str | None = None  # "all": through the NVIDIA container toolkit
-    security_options: tuple[str, ...] = ()
-
-
-def gpu_run_args(accelerator: str, dev: Path = Path("/dev")) -> GpuArgs:
-    """The accelerator's device flags on this host; GuardError when its device nodes are missing.
-
-    Private stand-in for devbox's helper of the same name, until the two are merged.
-    """
-    if accelerator == "rocm":
-        kfd, dri = dev / "kfd", dev / "dri"
-        if not kfd.exists() or not dri.is_dir():
-            raise GuardError(
-                f"no {kfd} or {dri} on this host: the ROCm image cannot reach an AMD GPU",
-                fix="install the amdgpu driver, or use --target cpu",
-            )
-        nodes = [kfd, *sorted(dri.glob("renderD*"))]
-        gids = sorted({node.stat().st_gid for node in nodes})
-        return GpuArgs(
-            devices=(f"{kfd}:/dev/kfd", f"{dri}:/dev/dri"),
-            group_add=tuple(str(gid) for gid in gids),
-            security_options=("seccomp=unconfined",),  # ROCm's documented docker run flags
+def device_access(v: Variant, dev: Path = Path("/dev")) -> GpuAccess:
+    """The accelerator's device flags on this host; GuardError when its device nodes are missing."""
+    access = gpu_access(v.accelerator, dev)
+    if access.missing:
+        raise GuardError(
+            f"{access.missing}: the {v.target} image could not reach a GPU",
+            fix="install the GPU driver (and for CUDA the NVIDIA container toolkit), or use --target cpu",
         )
-    if accelerator == "cuda":
-        if not (dev / "nvidiactl").exists():
-            raise GuardError(
-                f"no {dev}/nvidiactl on this host: the CUDA image cannot reach an NVIDIA GPU",
-                fix="install the NVIDIA driver and container toolkit, or use --target cpu",
-            )
-        return GpuArgs(gpus="all")
-    return GpuArgs()
+    return access
 
 
-@dataclass(frozen=True)
-class ContainerUser:
-    uid: int
-    gid: int
-
-    def __str__(self) -> str:
-        return f"{self.uid}:{self.gid}"
+def container_user(requested: str | None) -> HostUser:
+    """--user UID:GID, else the user who ran bakery (under sudo, the one who called sudo)."""
+    return parse_user(requested) if requested is not None else invoking_user()
 
 
-def container_user(requested: str | None) -> ContainerUser:
-    """--user UID:GID, else the host user's ids (the one behind sudo, if any)."""
-    if requested is not None:
-        match = re.fullmatch(r"(\d+):(\d+)", requested)
-        if match is None:
-            raise UsageError(
-                f"--user {requested!r}: expected numeric UID:GID",
-                fix="the image may not know your user name; e.g. --user $(id -u):$(id -g)",
-            )
-        return ContainerUser(int(match[1]), int(match[2]))
-    if os.geteuid() == 0 and os.environ.get("SUDO_UID", "").isdigit():
-        return ContainerUser(int(os.environ["SUDO_UID"]), int(os.environ.get("SUDO_GID", "0")))
-    return ContainerUser(os.getuid(), os.getgid())
+def user_text(user: HostUser) -> str:
+    return f"{user.uid}:{user.gid}"
 
 
 def unreadable_for(paths: Sequence[Path], uid: int, gids: Sequence[int]) -> list[Path]:
@@ -572,9 +530,9 @@ class SlimPlan:
     image: str
     host_env: HostEnv | None
     workspace: Path
-    user: ContainerUser
+    user: HostUser
     command: tuple[str, ...]
-    gpu: GpuArgs
+    gpu: GpuAccess
     name: str  # the container's (run)
 
     def environment(self) -> dict[str, str]:
@@ -633,14 +591,15 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
         problems = env_problems(host_env, v)
         if problems:
             raise refuse(host_env, image, problems)
-    gpu = gpu_run_args(v.accelerator)
+    gpu = device_access(v)
     user = container_user(args.user)
     if host_env is not None:
         gids = [user.gid, *(int(g) for g in gpu.group_add)]
         denied = unreadable_for(paths_to_read(host_env), user.uid, gids)
         if denied:
+            who = user_text(user)
             raise refuse(
-                host_env, image, [f"the container user {user} cannot read {p}" for p in denied]
+                host_env, image, [f"the container user {who} cannot read {p}" for p in denied]
             )
     workspace = args.workspace.expanduser().resolve()
     if not workspace.is_dir():
@@ -655,15 +614,15 @@ def _split(values: Sequence[str]) -> list[str]:
 
 
 def _variants(args: argparse.Namespace, flavour: str) -> list[Variant]:
-    from bakery.builder import detect_host_target  # noqa: PLC0415 - avoids an import cycle
+    """The selection flags' variants of one flavour; no --target means the host's accelerator."""
     from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
 
-    if not args.target and not args.variant:
+    selection = replace(selection_from_args(args), flavours=(flavour,))
+    if not selection.targets and not selection.variants:
         target, reason = detect_host_target()
         err_console().print(f"no --target given: using [bold]{target}[/] ({reason})")
-        args.target = [target]
-    args.flavour = [flavour]
-    return select_variants(load_matrix(args.matrix), selection_from_args(args))
+        selection = replace(selection, targets=(target,))
+    return select_variants(load_matrix(args.matrix), selection)
 
 
 def choose_variant(variants: Sequence[Variant], env: HostEnv | None) -> Variant:
@@ -689,8 +648,6 @@ def choose_variant(variants: Sequence[Variant], env: HostEnv | None) -> Variant:
 
 def check_image(plan: SlimPlan) -> None:
     """The image exists, and the host environment's compiled code runs on its glibc."""
-    from bakery import engine  # noqa: PLC0415 - docker-backed; imported only when used
-
     info = engine.inspect_image(plan.image)
     if info is None:
         raise UsageError(
@@ -706,7 +663,7 @@ def check_image(plan: SlimPlan) -> None:
 
 
 def describe_plan(plan: SlimPlan) -> list[str]:
-    lines = [f"{plan.variant.id}: {plan.image} as {plan.user}"]
+    lines = [f"{plan.variant.id}: {plan.image} as {user_text(plan.user)}"]
     env = plan.host_env
     if env is not None and env.torch is not None:
         lines.append(
@@ -756,13 +713,11 @@ def register(
 
 def container_spec(plan: SlimPlan) -> engine.ContainerSpec:
     """The engine's ContainerSpec for `plan`."""
-    from bakery import engine  # noqa: PLC0415 - docker-backed; imported only when used
-
     return engine.ContainerSpec(
         name=plan.name,
         image=plan.image,
         command=plan.command,
-        user=str(plan.user),
+        user=user_text(plan.user),
         workdir=WORKSPACE_MOUNT,
         env=plan.environment(),
         volumes=plan.volumes(),
@@ -774,8 +729,6 @@ def container_spec(plan: SlimPlan) -> engine.ContainerSpec:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bakery import engine  # noqa: PLC0415 - docker-backed; imported only when used
-
     plan = plan_slim(args)
     console = err_console()
     if args.dry_run:
@@ -812,7 +765,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 def compose_document(plan: SlimPlan) -> dict[str, Any]:
     service: dict[str, Any] = {
         "image": plan.image,
-        "user": str(plan.user),
+        "user": user_text(plan.user),
         "working_dir": WORKSPACE_MOUNT,
         "environment": plan.environment(),
         "volumes": [
@@ -895,8 +848,6 @@ def _scalar(value: Any) -> str:
 
 def write_checked(target: Path, text: str) -> None:
     """Write `text` next to `target`, have Compose read it, and only then give it the name."""
-    from bakery import engine  # noqa: PLC0415 - docker-backed; imported only when used
-
     target = target.expanduser().resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".yaml", dir=target.parent)

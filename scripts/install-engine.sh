@@ -76,7 +76,7 @@ install_packages() {
   have_pkg_version docker.io "$DOCKER_IO_VERSION" || trixie_wanted+=("docker.io")
   have_pkg_version docker-buildx "$BUILDX_VERSION" || trixie_wanted+=("docker-buildx")
   have_pkg_version docker-compose "$COMPOSE_VERSION" || trixie_wanted+=("docker-compose")
-  for p in docker-registry debootstrap zstd apache2-utils; do
+  for p in docker-registry debootstrap zstd apache2-utils jq util-linux iproute2; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || base_wanted+=("$p")
   done
   if [ "${#trixie_wanted[@]}" -eq 0 ] && [ "${#base_wanted[@]}" -eq 0 ]; then

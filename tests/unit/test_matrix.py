@@ -333,6 +333,30 @@ def test_exclude_and_include_rules_apply() -> None:
     assert "2.10.0-cuda12.8-py3.13" in ids
 
 
+def test_exclude_fixes_a_python_outside_the_range() -> None:
+    """The fix the range error suggests works: an [[exclude]] for that torch × Python."""
+    data = base_data()
+    data["targets"]["cuda"]["torch"] = ["2.8.0", "2.9.1"]
+    data["targets"]["cuda"]["python"] = ["3.9", "3.11"]
+    with pytest.raises(ConfigError) as info:
+        parse_matrix(copy.deepcopy(data), Path("matrix.toml"))
+    assert (
+        "targets.cuda.python[0]: Python 3.9 is outside torch 2.9.1's range" in info.value.render()
+    )
+    data["exclude"] = [{"target": "cuda", "torch": "2.9.1", "python": "3.9"}]
+    ids = {v.id for v in parse_matrix(data, Path("matrix.toml")).variants}
+    assert "2.8.0-cuda12.8-py3.9" in ids
+    assert "2.9.1-cuda12.8-py3.9" not in ids
+
+
+def test_empty_digest_means_a_local_base() -> None:
+    data = base_data()
+    data["targets"]["cpu"]["base"] = "bakery/debian:bookworm"
+    data["targets"]["cpu"]["base_digest"] = ""
+    cpu = next(v for v in parse_matrix(data, Path("matrix.toml")).variants if v.target == "cpu")
+    assert cpu.base_ref == "bakery/debian:bookworm"
+
+
 SELECTIONS = [
     ("target", Selection(targets=("rocm",)), 12),
     ("target+python", Selection(targets=("cuda",), python=("3.11",)), 6),
