@@ -45,8 +45,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
+from rich import filesize
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -87,6 +88,12 @@ COMPONENT_LABELS = {
     "torch_source": "io.bakery.torch-source",
 }
 PROBE_TIMEOUT = 300.0
+CONTAINERD_PROBLEM = (
+    "the Docker daemon uses the containerd image store",
+    "bundles are verified on the classic store only (image ids and layer skipping differ)",
+    'turn it off (daemon.json: "features": {"containerd-snapshotter": false}) or use export/import',
+)
+STOP_SECONDS = 10.0  # how long a helper thread may take to notice that its pipe is gone
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +104,7 @@ PROBE_TIMEOUT = 300.0
 class Layer:
     diff_id: str
     chain_id: str
-    size: int  # bytes of the layer tar (0 when the bundle does not hold it)
+    size: int  # bytes of the layer tar (known for left-out layers too: docker save streams them)
     included: bool  # its tar is in the archive (a delta leaves out what the server has)
 
 
@@ -433,9 +440,11 @@ def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
 
 
 def clear_bundle(directory: Path) -> None:
-    """Make `directory` not-a-bundle before writing one: manifest first, then the rest."""
+    """Make `directory` not-a-bundle before writing one: the manifest first, then the rest."""
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
-    for stale in directory.glob(f"*{PARTIAL_SUFFIX}"):
+    for name in (ARCHIVE_NAME, LOADER_NAME):
+        (directory / name).unlink(missing_ok=True)
+    for stale in [*directory.glob("*.rootfs.tar.zst"), *directory.glob(f"*{PARTIAL_SUFFIX}")]:
         stale.unlink(missing_ok=True)
 
 
@@ -561,12 +570,12 @@ def compress_to(
     try:
         digest, size = _drain(zstd.stdout, partial)
     except BaseException:
-        _stop(zstd)
-        worker.join()
+        _stop(zstd)  # the feeder's next write fails; the caller stops the source
+        worker.join(timeout=STOP_SECONDS)
         raise
-    value = worker.result()
-    _check_zstd(zstd, "compressing")
-    return Written(digest, size, counted.count), value
+    worker.join()
+    _check_zstd(zstd, "compressing")  # before the feeder's error: a broken pipe is zstd's doing
+    return Written(digest, size, counted.count), worker.result()
 
 
 def _drain(stream: IO[bytes], partial: Path) -> tuple[str, int]:
@@ -634,7 +643,8 @@ def filter_saved_tar(source: IO[bytes], sink: IO[bytes], omit: frozenset[str]) -
     """Copy `docker save`'s tar, leaving out the blobs named in `omit` and every tag.
 
     manifest.json keeps its entries with `RepoTags: null`; `repositories` is dropped, and
-    index.json loses its name annotations, so `docker load` tags nothing.
+    index.json loses its name annotations, so `docker load` tags nothing. Every entry's mtime is
+    0, so the same images always give the same bytes (and the same sha256).
     """
     saved = SavedTar()
     with (
@@ -651,6 +661,7 @@ def filter_saved_tar(source: IO[bytes], sink: IO[bytes], omit: frozenset[str]) -
                 saved.omitted.add(member.name)
                 continue
             handle = tar_in.extractfile(member) if member.isfile() else None
+            member.mtime = 0  # docker save stamps some entries with the time of the save
             if member.name in ("manifest.json", "index.json") and handle is not None:
                 data = handle.read()
                 if member.name == "manifest.json":
@@ -792,6 +803,15 @@ def plan_save(refs: Sequence[str], output: Path, since: Path | None, level: int)
         raise UsageError(
             f"--level {level} is not a zstd level", fix="use 1 (fast) to 19 (small); default 3"
         )
+    if since is not None and since.resolve() in (
+        output.resolve(),
+        output.resolve() / MANIFEST_NAME,
+    ):
+        raise UsageError(
+            f"--since {since} is the bundle being written",
+            "a delta is made against what the server already has",
+            "write the delta to another directory (-o)",
+        )
     images = plan_images(refs)
     old = read_bundle(since) if since is not None else None
     if old is not None and old.manifest.kind == "export":
@@ -810,7 +830,7 @@ def print_save_plan(plan: SavePlan, console: Console) -> None:
         left_out = sum(1 for d in image.info.layers if blob_name(d) in plan.omit)
         note = f", {left_out} already on the server" if left_out else ""
         console.print(
-            f"  {', '.join(image.tags)}  {image.info.id[:19]}  {_gb(image.info.size)}, "
+            f"  {', '.join(image.tags)}  {image.info.id[:19]}  {_size(image.info.size)}, "
             f"{len(image.info.layers)} layers{note}"
         )
     if plan.since is not None:
@@ -823,8 +843,8 @@ def print_save_plan(plan: SavePlan, console: Console) -> None:
             )
 
 
-def _gb(size: int) -> str:
-    return f"{size / 1e9:.2f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+def _size(size: int) -> str:
+    return filesize.decimal(size)
 
 
 def check_saved(plan: SavePlan, saved: SavedTar) -> None:
@@ -923,7 +943,8 @@ def save_bundle(plan: SavePlan, console: Console) -> Manifest:
             clear_bundle(plan.output)
             with (
                 progress_bar(console, "saving", estimate) as advance,
-                engine.saved_stream([i.ref for i in plan.images]) as stream,
+                # by id: the image inspected for the plan, even if a tag moves meanwhile
+                engine.saved_stream([i.info.id for i in plan.images]) as stream,
             ):
                 written, saved = compress_to(
                     stream, partial, plan.level,
@@ -954,20 +975,13 @@ def cmd_save(args: argparse.Namespace) -> int:
     archive = manifest.archives[0]
     seconds = time.monotonic() - started
     console.print(
-        f"saved {manifest.kind} bundle {plan.output}: {_gb(archive.bytes)} compressed "
-        f"({_gb(archive.tar_bytes)} tar) in {seconds:.0f}s; on the server: "
+        f"saved {manifest.kind} bundle {plan.output}: {_size(archive.bytes)} compressed "
+        f"({_size(archive.tar_bytes)} tar) in {seconds:.0f}s; on the server: "
         f"`python build.py load {plan.output}` or `sh {plan.output / LOADER_NAME}`"
     )
     if args.json:
         print(manifest_to_json(manifest), end="")
     return EXIT_OK
-
-
-CONTAINERD_PROBLEM = (
-    "the Docker daemon uses the containerd image store",
-    "bundles are verified on the classic store only (image ids and layer skipping differ)",
-    'turn it off (daemon.json: "features": {"containerd-snapshotter": false}) or use export/import',
-)
 
 
 def selected_refs(args: argparse.Namespace) -> tuple[str, ...]:
@@ -1107,7 +1121,7 @@ def check_free_space(manifest: Manifest, storage: engine.DaemonStorage, console:
     need = space_needed(manifest)
     if free < need:
         raise BakeryError(
-            f"not enough free space for the load in {root}: {_gb(free)} free, about {_gb(need)} needed",
+            f"not enough free space for the load in {root}: {_size(free)} free, about {_size(need)} needed",
             "docker load unpacks the archive before applying its layers",
             "free some space (e.g. `docker image prune`) and load again",
         )
@@ -1127,7 +1141,7 @@ def missing_layers_error(
     bundle: Bundle, missing: Sequence[tuple[BundleImage, int, Layer]]
 ) -> BundleError:
     lines = [
-        f"  layer {n + 1}/{len(image.layers)} of {image.ref}: chain {layer.chain_id} (diff {layer.diff_id})"
+        f"  layer {n + 1}/{len(image.layers)} of {image.ref} (chain {layer.chain_id}, diff {layer.diff_id})"
         for image, n, layer in missing
     ]
     since = bundle.manifest.since or {}
@@ -1177,7 +1191,7 @@ def docker_load(path: Path, advance: Callable[[int], None]) -> engine.LoadOutcom
         outcome = engine.load_images(zstd.stdout)
     except BaseException:
         _stop(zstd)
-        worker.join()
+        worker.join(timeout=STOP_SECONDS)
         raise
     finally:
         if zstd.stdout is not None:
@@ -1220,11 +1234,16 @@ class ProbeVerdict:
         return self.verdict in ("ok", "no-gpu")
 
 
+def has_probe(image: BundleImage) -> bool:
+    """bakery images carry bakery-probe; a slim one gets its torch from the host at run time."""
+    return "variant" in image.components and image.components.get("flavour") != "slim"
+
+
 def probe_image(image: BundleImage) -> ProbeVerdict | None:
-    """Run bakery-probe in the image with the host's GPU; None for images without it."""
+    """Run bakery-probe in the image with the host's GPU; None when there is nothing to probe."""
     from bakery import devbox  # noqa: PLC0415 - the one implementation of the GPU flags
 
-    if "variant" not in image.components:
+    if not has_probe(image):
         return None
     env = dict(item.partition("=")[::2] for item in image.config.env)
     access = devbox.gpu_access(env.get("BAKERY_ACCELERATOR", "cpu"))
@@ -1299,7 +1318,7 @@ def export_image(
     partial = partial_path(output / name)
     with (
         progress_bar(console, f"exporting {image.ref}", image.info.size) as advance,
-        engine.exported_stream(image.ref) as stream,
+        engine.exported_stream(image.info.id) as stream,
     ):
         written, _ = compress_to(stream, partial, level, copy_stream, advance)
     return written
@@ -1343,7 +1362,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     for image in manifest.images:
         archive = manifest.archive(image.archive)
         console.print(
-            f"exported {image.ref} -> {args.output / archive.file} ({_gb(archive.bytes)})"
+            f"exported {image.ref} -> {args.output / archive.file} ({_size(archive.bytes)})"
         )
     console.print(f"on the server: `python build.py import {args.output}`")
     return EXIT_OK
@@ -1574,7 +1593,7 @@ if [ -n "$REQUIRED" ]; then
     case "$have" in
       *"$chain"*) ;;
       *) missing="$missing
-  $what: chain $chain" ;;
+  $what (chain $chain)" ;;
     esac
   done <<EOF
 $REQUIRED
@@ -1610,14 +1629,18 @@ EOF
 
 # 4. The probe: which torch build, which GPUs, and why not.
 [ "$probe" = yes ] || exit 0
+json_value() { v=${1#*: }; v=${v%,}; v=${v#\"}; printf '%s' "${v%\"}"; }
 verdict_of() {
-  printf '%s\n' "$1" | while IFS= read -r line; do
+  verdict="" hint=""
+  while IFS= read -r line; do
     case "$line" in
-      '  "verdict": '*|'  "hint": '*)
-        value=${line#*: }; value=${value%,}; value=${value#\"}; value=${value%\"}
-        printf '%s ' "$value" ;;
+      '  "verdict": '*) verdict=$(json_value "$line") ;;
+      '  "hint": '*) hint=$(json_value "$line") ;;
     esac
-  done
+  done <<EOF
+$1
+EOF
+  [ -z "$verdict" ] || printf '%s — %s' "$verdict" "$hint"
 }
 bad=0
 while read -r id accelerator; do
@@ -1638,7 +1661,7 @@ while read -r id accelerator; do
   result=$(verdict_of "$out")
   case "$result" in
     "") say "probe $id: probe-failed — $(printf '%s' "$out" | tail -n 2)"; bad=1 ;;
-    "ok "*|"no-gpu "*) say "probe $id: $result" ;;
+    "ok — "*|"no-gpu — "*) say "probe $id: $result" ;;
     *) say "probe $id: $result"; bad=1 ;;
   esac
 done <<EOF
@@ -1677,7 +1700,7 @@ def render_loader(manifest: Manifest) -> str:
             [
                 (i.id, env[i.id].get("BAKERY_ACCELERATOR", "cpu"))
                 for i in manifest.images
-                if "variant" in i.components
+                if has_probe(i)
             ]
         ),
     }
@@ -1736,69 +1759,43 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+if TYPE_CHECKING:  # subscripting the class fails at run time
+    SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+def _parser(
+    sub: SubParsers, name: str, parents: list[argparse.ArgumentParser], summary: str, text: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        parents=parents,
+        help=summary,
+        description=text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    selection: argparse.ArgumentParser,
+    sub: SubParsers, common: argparse.ArgumentParser, selection: argparse.ArgumentParser
 ) -> None:
     """Add `save`, `load`, `export` and `import`."""
-    raw = argparse.RawDescriptionHelpFormatter
-    save = sub.add_parser(
-        "save",
-        parents=[common, selection],
-        help="write a verified bundle for offline servers",
-        description=SAVE_DESCRIPTION,
-        formatter_class=raw,
-    )
+    # fmt: off
+    save = _parser(sub, "save", [common, selection], "write a bundle for offline servers", SAVE_DESCRIPTION)
     _add_output_arguments(save)
-    save.add_argument(
-        "--since",
-        type=Path,
-        default=None,
-        metavar="OLD",
-        help="write a delta against this bundle (directory or manifest.json)",
-    )
+    save.add_argument("--since", type=Path, default=None, metavar="OLD", help="write a delta against this bundle (directory or manifest.json)")
     save.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     save.add_argument("--json", action="store_true", help="print the manifest on stdout")
     save.set_defaults(handler=cmd_save)
-    load = sub.add_parser(
-        "load",
-        parents=[common],
-        help="verify and load a bundle",
-        description=LOAD_DESCRIPTION,
-        formatter_class=raw,
-    )
-    load.add_argument(
-        "bundle", type=Path, metavar="BUNDLE", help="the bundle directory (or its manifest.json)"
-    )
-    load.add_argument(
-        "--no-probe",
-        dest="probe",
-        action="store_false",
-        help="do not run bakery-probe after loading",
-    )
+    load = _parser(sub, "load", [common], "verify and load a bundle", LOAD_DESCRIPTION)
+    load.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle directory (or its manifest.json)")
+    load.add_argument("--no-probe", dest="probe", action="store_false", help="do not run bakery-probe after loading")
     load.add_argument("--json", action="store_true", help="print the result on stdout")
     load.set_defaults(handler=cmd_load)
-    export = sub.add_parser(
-        "export",
-        parents=[common, selection],
-        help="flatten images for docker import",
-        description=EXPORT_DESCRIPTION,
-        formatter_class=raw,
-    )
+    export = _parser(sub, "export", [common, selection], "flatten images for docker import", EXPORT_DESCRIPTION)
     _add_output_arguments(export)
     export.set_defaults(handler=cmd_export)
-    imp = sub.add_parser(
-        "import",
-        parents=[common],
-        help="docker import an export with its config",
-        description=IMPORT_DESCRIPTION,
-        formatter_class=raw,
-    )
-    imp.add_argument(
-        "source", type=Path, metavar="SOURCE", help="export directory, its manifest.json, or a tar"
-    )
-    imp.add_argument(
-        "--tag", default=None, help="the image name (needed for a tar without manifest)"
-    )
+    imp = _parser(sub, "import", [common], "docker import an export with its config", IMPORT_DESCRIPTION)
+    imp.add_argument("source", type=Path, metavar="SOURCE", help="export directory, its manifest.json, or a tar")
+    imp.add_argument("--tag", default=None, help="the image name (needed for a tar without manifest)")
     imp.set_defaults(handler=cmd_import)
+    # fmt: on

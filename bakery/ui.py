@@ -16,4 +16,4 @@ def err_console() -> Console:
 def out_console() -> Console:
     """stdout, for tables; wide enough in CI logs not to fold every column."""
     probe = Console(highlight=False)
-    return Console(highlight=False, width=None if probe.is_terminal else 160)
+    return Console(highlight=False, emoji=False, width=None if probe.is_terminal else 160)
