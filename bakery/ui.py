@@ -9,7 +9,11 @@ def err_console() -> Console:
     """stderr; never wraps lines, so messages and paths stay whole in logs and CI output."""
     probe = Console(stderr=True)
     return Console(
-        stderr=True, highlight=False, soft_wrap=True, width=None if probe.is_terminal else 160
+        stderr=True,
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+        width=None if probe.is_terminal else 160,
     )
 
 
