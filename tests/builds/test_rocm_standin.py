@@ -1,7 +1,7 @@
 """The rocm build path, proven up to pip with a STAND-IN accelerator index on loopback.
 
 The real `+rocm6.3` wheels exist only on download.pytorch.org, unreachable here. So a stand-in
-index (tests/build/standin_index.py: tiny pure-Python wheels built at test time, served from a
+index (tests/builds/standin_index.py: tiny pure-Python wheels built at test time, served from a
 `http.server` thread on 127.0.0.1) plays both download.pytorch.org/whl/rocm6.3 and PyPI, and the
 real bakery CLI builds the real Dockerfile.in for a rocm variant against it
 (`--torch-index-url` points the torch step at the stand-in, `--network host` lets RUN steps

@@ -33,7 +33,7 @@ ROCM_INDEX = "whl/rocm6.3"  # path of the accelerator index stand-in (as on down
 PYPI_INDEX = "simple"  # path of the PyPI stand-in
 WHEEL_TAG = "py3-none-any"
 
-STANDIN_NOTE = "Stand-in for tests (bakery tests/build): NOT the real package."
+STANDIN_NOTE = "Stand-in for tests (bakery tests/builds): NOT the real package."
 
 
 @dataclass(frozen=True)
