@@ -81,6 +81,7 @@ class BuildOptions:
     log_dir: Path = Path(".bakery/logs")
     network: str | None = None
     torch_index_urls: Mapping[str, str] = field(default_factory=dict)  # index name -> mirror URL
+    no_cache: bool = False
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.add_argument("--jobs", type=int, default=1, help="build N variants at once (default 1)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument(
+        "--no-cache", action="store_true", help="ignore the BuildKit cache: run every step again"
+    )
     p.add_argument("--torch-source", choices=TORCH_SOURCES, default="auto")
     p.add_argument(
         "--torch-index-url",
@@ -154,6 +158,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
         repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
         torch_index_urls=parse_torch_index_urls(args.torch_index_url),
+        no_cache=args.no_cache,
     )  # fmt: skip
 
 
@@ -435,7 +440,7 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
         spec = engine.BuildSpec(
             context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
             build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
-            log_path=step.log_path, network=options.network,
+            log_path=step.log_path, network=options.network, no_cache=options.no_cache,
         )  # fmt: skip
         try:
             outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))

@@ -89,6 +89,7 @@ class BuildSpec:
     build_contexts: Mapping[str, Path | str] = field(default_factory=lambda: MappingProxyType({}))
     target: str | None = None
     network: str | None = None
+    no_cache: bool = False  # ignore BuildKit's cache: every step runs again
 
 
 @dataclass(frozen=True)
@@ -416,6 +417,8 @@ def build_command(spec: BuildSpec, metadata_file: Path) -> list[str]:
         command += ["--target", spec.target]
     if spec.network is not None:
         command += ["--network", spec.network]
+    if spec.no_cache:
+        command.append("--no-cache")
     for tag in spec.tags:
         command += ["--tag", tag]
     return [*command, str(spec.context)]

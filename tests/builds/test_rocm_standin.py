@@ -179,6 +179,9 @@ def build_with_standin(
             "--index-url", standin.url(PYPI_INDEX),
             "--torch-index-url", standin.url(ROCM_INDEX),
             "--torch-source", "index", "--network", "host",
+            # The mirror URL travels as a secret, which is not part of BuildKit's cache key: without
+            # --no-cache a previous run's layers would answer and the stand-in would see no request.
+            "--no-cache",
             "--base-map", f"{BASE_FROM}={base_tag}",
             "--repository", repository, "--json",
         ])  # fmt: skip

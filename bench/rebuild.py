@@ -1,0 +1,263 @@
+"""1. Rebuild after a training-code change: bakery vs the Dockerfile users write by hand today.
+
+Baseline (written by this module, shown in docs/benchmarks.md): FROM the same
+base, apt python3 + python3-venv (the same apt packages as bakery), a venv, `COPY . /workspace`,
+then `pip install -r requirements.txt` with torch==2.13.0+cpu and the same stack pins. The local
+torch wheel and local indexes reach pip the way bakery passes them (named build contexts
+bind-mounted at /mnt/pip-local-N, pip.conf and the CA bundle as BuildKit secrets), so both sides
+have the same package sources and only the Dockerfile's structure differs. Both are built with
+the same buildx/BuildKit.
+
+Protocol: each side's project lives at a fixed path (~/.cache/bakery-bench/, see tools.STABLE);
+untimed warm-up builds (bakery: a full build; baseline: its steps up to the COPY), then per
+repetition the same one-line change to stylelora/progress.py in each side's copy and a timed
+rebuild, sides interleaved. Steps re-run are
+the Dockerfile steps not reported CACHED in the `--progress plain` log (FROM lines excluded),
+parsed by bakery.engine for both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from bench import tools
+from bench.harness import BAKERY, BASELINE, BenchResult, Sample, run_interleaved
+from bench.tools import CPU_VARIANT, Context
+
+NAME = "rebuild"
+TITLE = "Rebuild after a training-code change"
+APT_PACKAGES = "ca-certificates python3 python3-venv procps tini"  # bakery's, from Dockerfile.in
+PIP_LOCAL_SLOTS = 4  # bakery's Dockerfiles declare pip-local-0..3
+
+HANDWRITTEN = """\
+# The Dockerfile common tutorials show, written by bench/rebuild.py as the baseline:
+# base image, system Python in a venv, COPY . /workspace, then pip install -r requirements.txt.
+# Same base, apt packages, Python packages and pip sources as bakery's {variant} build; the
+# local wheels/indexes are bind-mounted and pip.conf + CA come as secrets, exactly as bakery
+# passes them (without them pip cannot reach the proxy or the local torch wheel here).
+{stages}
+FROM {base}
+RUN apt-get update \\
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends {apt}
+RUN python3 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /workspace
+COPY . /workspace
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \\
+{binds}    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \\
+    && PIP_CONFIG_FILE=/run/secrets/pipconf pip install -r requirements.txt
+ENV PYTHONPATH=/workspace
+CMD ["python", "-m", "stylelora"]
+"""
+
+
+def handwritten_dockerfile(variant: str = CPU_VARIANT) -> str:
+    stages = "".join(f"FROM scratch AS pip-local-{i}\n" for i in range(PIP_LOCAL_SLOTS))
+    binds = "".join(
+        f"    --mount=type=bind,from=pip-local-{i},target=/mnt/pip-local-{i} \\\n"
+        for i in range(PIP_LOCAL_SLOTS)
+    )
+    return HANDWRITTEN.format(
+        variant=variant, stages=stages, base=tools.BASE_IMAGE, apt=APT_PACKAGES, binds=binds
+    )
+
+
+def handwritten_requirements(root: Path, variant: str = CPU_VARIANT) -> str:
+    """torch pinned as in the variant's constraints.txt plus its requirements.txt, one file."""
+    lines = []
+    for name in ("constraints.txt", "requirements.txt"):
+        text = (root / "images" / variant / name).read_text(encoding="utf-8")
+        lines += [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    return "\n".join(lines) + "\n"
+
+
+def make_handwritten_project(ctx: Context, dest: Path) -> Path:
+    """A user's project: the training code, requirements.txt and the hand-written Dockerfile."""
+    shutil.copytree(
+        ctx.root / "stylelora",
+        dest / "stylelora",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        dirs_exist_ok=True,
+    )
+    (dest / "requirements.txt").write_text(handwritten_requirements(ctx.root), encoding="utf-8")
+    (dest / "Dockerfile").write_text(handwritten_dockerfile(), encoding="utf-8")
+    return dest
+
+
+def warmup_dockerfile() -> str:
+    """The hand-written Dockerfile up to its COPY, plus a step that reads the local sources.
+
+    Built once in the project's directory before the timed rebuilds: it caches the apt and venv
+    steps and uploads the named contexts, without a full first `pip install` (a code change
+    re-runs that step anyway, so it is not needed to measure a rebuild).
+    """
+    head = handwritten_dockerfile().split("\nCOPY . /workspace\n")[0] + "\n"
+    binds = " ".join(
+        f"--mount=type=bind,from=pip-local-{i},target=/mnt/pip-local-{i}"
+        for i in range(PIP_LOCAL_SLOTS)
+    )
+    return f"{head}RUN {binds} ls /mnt > /dev/null\n"
+
+
+def build_handwritten(
+    ctx: Context, project: Path, tag: str, log_name: str, dockerfile: str = "Dockerfile"
+) -> tools.BuildRun:
+    contexts, secrets = tools.host_pip_build_inputs(ctx.work / "secrets")
+    result = tools.build(
+        project,
+        project / dockerfile,
+        ctx.work / "logs" / f"{log_name}.log",
+        tags=[tag],
+        contexts=contexts,
+        secrets=secrets,
+    )
+    ctx.on_cleanup(f"image {result.image_id[:19]}", lambda: tools.remove_untagged(result.image_id))
+    return result
+
+
+def handwritten_image(ctx: Context) -> str:
+    """A baseline image for the other benchmarks: the rebuild's if it ran, else built now."""
+    if "handwritten" not in ctx.memo:
+        project = make_handwritten_project(ctx, ctx.project_dir("handwritten"))
+        tag = f"{ctx.name('handwritten')}:cpu"
+        ctx.on_cleanup(f"tag {tag}", lambda: tools.remove_tag(tag))
+        build_handwritten(ctx, project, tag, "handwritten")
+        ctx.memo["handwritten"] = tag
+    return str(ctx.memo["handwritten"])
+
+
+def build_bakery(ctx: Context, project: Path, repository: str) -> dict[str, object]:
+    """`python build.py --variant … --json` on the project copy; its record plus wall seconds."""
+    command = tools.bakery_command(
+        "--variant", CPU_VARIANT, "--matrix", str(project / "matrix.toml"),
+        "--base-map", tools.BASE_MAP, "--repository", repository,
+        "--torch-source", "local", "--json",
+    )  # fmt: skip
+    started = time.monotonic()
+    done = tools.run(command, cwd=project)
+    wall = time.monotonic() - started
+    record: dict[str, object] = json.loads(done.stdout)[0]
+    image_id = str(record["image_id"])
+    ctx.on_cleanup(f"image {image_id[:19]}", lambda: tools.remove_untagged(image_id))
+    log = Path(str(record["log"]))
+    uploaded = tools.uploaded_context_bytes(log.read_text(encoding="utf-8", errors="replace"))
+    return {**record, "wall_seconds": wall, "uploaded_context_bytes": uploaded}
+
+
+def run(ctx: Context) -> BenchResult:
+    reps = ctx.reps(quick=2, full=5)
+    result = BenchResult(NAME, TITLE, method=__doc__ or "")
+    result.params = {
+        "variant": CPU_VARIANT,
+        "repetitions": reps,
+        "edited_file": str(tools.EDITED_FILE),
+        "baseline_dockerfile": handwritten_dockerfile(),
+        "baseline_requirements": handwritten_requirements(ctx.root).split(),
+        "baseline_local_sources": "bind mounts of named build contexts (not COPY), as bakery",
+        "bakery_command": "python build.py --variant 2.13.0-cpu-py3.11 --matrix <copy>/matrix.toml "
+        f"--base-map {tools.BASE_MAP} --repository <bench> --torch-source local --json",
+    }
+    repository = ctx.name("rebuild")
+    ours_ref = f"{repository}:{CPU_VARIANT}"
+    theirs_ref = f"{ctx.name('handwritten')}:cpu"
+    ctx.on_cleanup(f"tag {theirs_ref}", lambda: tools.remove_tag(theirs_ref))
+    ctx.on_cleanup(f"tag {ours_ref}", lambda: tools.remove_tag(ours_ref))
+    ours = tools.copy_project(ctx.project_dir("bakery"))
+    theirs = make_handwritten_project(ctx, ctx.project_dir("handwritten"))
+    (theirs / "Dockerfile.warmup").write_text(warmup_dockerfile(), encoding="utf-8")
+
+    ctx.log("rebuild: warm-up builds (untimed)")
+    warm = build_handwritten(
+        ctx, theirs, f"{ctx.name('warmup')}:x", "rebuild-warmup", "Dockerfile.warmup"
+    )
+    tools.remove_tag(f"{ctx.name('warmup')}:x")
+    first_ours = build_bakery(ctx, ours, repository)
+    result.add_value("baseline warm-up (apt, venv, context upload)", warm.seconds, "s", "untimed")
+    result.add_value("bakery first build", float(str(first_ours["wall_seconds"])), "s", "untimed")
+    for label, nbytes in (
+        (
+            "baseline warm-up",
+            tools.uploaded_context_bytes(warm.log_path.read_text(encoding="utf-8")),
+        ),
+        ("bakery first build", int(str(first_ours["uploaded_context_bytes"]))),
+    ):
+        result.add_value(
+            f"{label}: local pip sources uploaded to BuildKit", nbytes, "B",
+            "named contexts pip-local-N; buildx re-uploads them in full the first time a build "
+            "runs from a new context directory (a fresh clone, a temp copy)",
+        )  # fmt: skip
+
+    wall = result.compare("rebuild wall time", "s", "hand-written Dockerfile", "bakery")
+    build_s = result.compare(
+        "rebuild: docker buildx build only", "s", "hand-written Dockerfile", "bakery",
+        "bakery's build alone, without reading the torch stack back and tagging (its `seconds`)",
+    )  # fmt: skip
+    steps = result.compare(
+        "steps re-run", "steps", "hand-written Dockerfile", "bakery",
+        "Dockerfile steps not CACHED; the same count, but the baseline's include `pip install`",
+    )  # fmt: skip
+    written = result.compare(
+        "new layer bytes", "B", "hand-written Dockerfile", "bakery",
+        "bytes of the layers the rebuild wrote (what a push or a delta bundle must carry)",
+    )  # fmt: skip
+    last: dict[str, tools.ImageFacts | None] = {BASELINE: None, BAKERY: tools.image_facts(ours_ref)}
+
+    def record(
+        side: str, seconds: float, build_seconds: float, run_steps: list[str], image: str,
+        uploaded: int,
+    ) -> None:  # fmt: skip
+        facts = tools.image_facts(image)
+        new_bytes = tools.new_layer_bytes(last[side], facts) if facts else None
+        last[side] = facts
+        extra = {
+            "steps_run": run_steps,
+            "image_id": facts.id if facts else "",
+            "uploaded": uploaded,
+        }
+        wall.side(side).samples.append(Sample(seconds, extra))
+        build_s.side(side).samples.append(Sample(build_seconds))
+        steps.side(side).samples.append(Sample(len(run_steps)))
+        if new_bytes is not None:
+            written.side(side).samples.append(Sample(new_bytes))
+
+    def baseline(rep: int) -> None:
+        tools.edit_training_code(theirs, f"{ctx.run_id}-{rep}")
+        b = build_handwritten(ctx, theirs, theirs_ref, f"rebuild-handwritten-{rep}")
+        if rep == 0:  # the previous image is the warm-up's base: count only this build's layers
+            last[BASELINE] = _before_copy(b.image_id)
+        uploaded = tools.uploaded_context_bytes(b.log_path.read_text(encoding="utf-8"))
+        record(BASELINE, b.seconds, b.seconds, list(b.steps_run), b.image_id, uploaded)
+
+    def bakery(rep: int) -> None:
+        tools.edit_training_code(ours, f"{ctx.run_id}-{rep}")
+        r = build_bakery(ctx, ours, repository)
+        run_steps = [str(x) for x in r["steps_run"]] if isinstance(r["steps_run"], list) else []
+        record(
+            BAKERY,
+            float(str(r["wall_seconds"])),
+            float(str(r["seconds"])),
+            run_steps,
+            str(r["image_id"]),
+            int(str(r["uploaded_context_bytes"])),
+        )
+
+    ctx.log(f"rebuild: {reps} repetition(s), sides interleaved")
+    run_interleaved({BASELINE: baseline, BAKERY: bakery}, reps, ctx.log)
+    ctx.memo["handwritten"] = theirs_ref
+    result.notes.append(
+        "bakery's wall time is the whole `python build.py` command: plan, build, reading the "
+        "torch stack back from the image in a container, tagging; the baseline's is the "
+        "`docker buildx build` alone."
+    )
+    return result
+
+
+def _before_copy(image_id: str) -> tools.ImageFacts | None:
+    """The image minus its last two layers (COPY . and pip install): what was there before."""
+    facts = tools.image_facts(image_id)
+    if facts is None or len(facts.layers) < 2:
+        return None
+    return tools.ImageFacts(id="", size=0, layers=facts.layers[:-2], tags=())

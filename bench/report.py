@@ -1,0 +1,276 @@
+"""Render docs/benchmarks.md and docs/benchmarks.png from a result JSON (never from live runs)."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.harness import RATIO_MEANING, write_bytes_atomic
+
+SAME_LOW, SAME_HIGH = 0.9, 1.1  # chart: ratios in between are drawn grey ("about the same")
+ORDER = ("rebuild", "variant", "offline", "compression", "waste", "sharing", "enter")
+
+
+def latest(results: Path) -> Path:
+    files = sorted(results.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise FileNotFoundError(f"no result files in {results}")
+    return files[-1]
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "B":
+        for step, suffix in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
+            if abs(value) >= step:
+                return f"{value / step:.2f} {suffix}"
+        return f"{value:.0f} B"
+    if unit == "s":
+        return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "x":
+        return f"{value:.2f}×"
+    if unit in ("steps", "layers"):
+        return f"{value:.0f}"
+    return f"{value:g} {unit}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"**{value:.0f}×**"
+    return f"**{value:.1f}×**" if value >= 10 else f"**{value:.2f}×**"
+
+
+def cell(text: object) -> str:
+    """Table-cell text: a `|` inside (as in `docker save | gzip`) would split the cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _benchmarks(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = data["benchmarks"]
+    return [(n, found[n]) for n in (*ORDER, *sorted(set(found) - set(ORDER))) if n in found]
+
+
+def summary_rows(data: dict[str, Any]) -> list[str]:
+    rows = [
+        "| benchmark | metric | baseline | bakery | baseline / bakery | n |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, bench in _benchmarks(data):
+        if bench["status"] != "ok":
+            rows.append(f"| {name} | {bench['status']}: {cell(bench['reason'])} | | | | |")
+            continue
+        for c in bench["comparisons"]:
+            b, k = c["baseline"], c["bakery"]
+            n = max(len(b["samples"]), len(k["samples"]))
+            rows.append(
+                f"| {name} | {cell(c['name'])} | {cell(b['label'])}: {fmt(b['median'], c['unit'])} "
+                f"| {cell(k['label'])}: {fmt(k['median'], c['unit'])} | {fmt_ratio(c['ratio'])} | {n} |"
+            )
+    return rows
+
+
+def machine_rows(data: dict[str, Any]) -> list[str]:
+    m = data["machine"]
+    memory = f"{m['memory_bytes'] / 2**30:.0f} GiB" if m.get("memory_bytes") else "?"
+    load_after = data.get("load_average_after") or []
+    facts = [
+        ("measured", f"{data['created']} ({data['mode']} mode, `{' '.join(data['command'])}`)"),
+        ("machine", f"{m['cores']} cores ({m.get('cpu_model') or '?'}), {memory}, {m.get('os')}"),
+        ("kernel", m["kernel"]),
+        ("Docker", f"engine {m['docker_server']}, {m['buildx']}, {m['storage_driver']}"),
+        ("compressors", f"{m['zstd']}; {m['gzip']}"),
+        ("load average", f"{m['load_average']} at the start, {load_after} at the end"),
+        (
+            "bakery",
+            f"{m['bakery_commit'][:12]}{' + uncommitted changes' if m['bakery_worktree_dirty'] else ''}",
+        ),
+    ]
+    return ["| | |", "| --- | --- |", *(f"| {k} | {cell(v)} |" for k, v in facts)]
+
+
+def loaded(data: dict[str, Any]) -> bool:
+    m = data["machine"]
+    loads = [*m.get("load_average", []), *(data.get("load_average_after") or [])]
+    return bool(m.get("cores")) and any(x > m["cores"] for x in loads)
+
+
+def section(name: str, bench: dict[str, Any]) -> list[str]:
+    lines = [f"### {name}: {bench['title']}", ""]
+    if bench["status"] != "ok":
+        lines += [f"**{bench['status']}**: {bench['reason']}", ""]
+    if bench.get("method"):
+        lines += [
+            "<details><summary>method</summary>",
+            "",
+            bench["method"].strip(),
+            "",
+            "</details>",
+            "",
+        ]
+    if bench["comparisons"]:
+        lines += [
+            "| metric | baseline samples | bakery samples | ratio |",
+            "| --- | --- | --- | --- |",
+        ]
+        for c in bench["comparisons"]:
+            unit = c["unit"]
+            b = ", ".join(fmt(v, unit) for v in c["baseline"]["samples"])
+            k = ", ".join(fmt(v, unit) for v in c["bakery"]["samples"])
+            note = f" — {c['note']}" if c.get("note") else ""
+            lines.append(
+                f"| {cell(c['name'] + note)} | {cell(c['baseline']['label'])}: {b} "
+                f"| {cell(c['bakery']['label'])}: {k} | {fmt_ratio(c['ratio'])} |"
+            )
+        lines.append("")
+    breakdown = bench.get("params", {}).get("breakdown")
+    if breakdown:
+        lines += breakdown_table(breakdown)
+    elif bench["values"]:
+        lines += ["| value | measured | note |", "| --- | --- | --- |"]
+        lines += [
+            f"| {cell(v['name'])} | {fmt(v['value'], v['unit'])} | {cell(v.get('note', ''))} |"
+            for v in bench["values"]
+        ]
+        lines.append("")
+    lines += [f"- {note}" for note in bench.get("notes", [])]
+    if name == "rebuild" and "baseline_dockerfile" in bench.get("params", {}):
+        lines += ["", "The hand-written baseline Dockerfile:", "", "```dockerfile",
+                  bench["params"]["baseline_dockerfile"].rstrip(), "```"]  # fmt: skip
+    lines += ["", f"{bench['seconds']:.0f} s for this benchmark.", ""]
+    return lines
+
+
+BREAKDOWN_ROWS = (
+    ("stored", "image (bytes in its layers)", "B"),
+    ("base", "base image", "B"),
+    ("python_packages", "Python packages (site-packages)", "B"),
+    ("everything_else", "everything else (apt packages, Python, code)", "B"),
+    ("pip_cache", "waste: pip cache", "B"),
+    ("apt_lists_and_cache", "waste: apt lists and cache", "B"),
+    ("shadowed", "waste: shadowed by later layers", "B"),
+    ("duplicates", "waste: duplicate copies (inside the rows above)", "B"),
+    ("waste", "waste, total", "B"),
+    ("size_over_base_and_packages", "image / (base + Python packages)", "x"),
+)
+
+
+def breakdown_table(breakdown: dict[str, dict[str, Any]]) -> list[str]:
+    """Images as columns, the byte accounting as rows (the waste benchmark)."""
+    names = list(breakdown)
+    lines = [
+        "| | " + " | ".join(cell(n) for n in names) + " |",
+        "| --- |" + " --- |" * len(names),
+    ]
+    for key, label, unit in BREAKDOWN_ROWS:
+        values = " | ".join(fmt(breakdown[n].get(key), unit) for n in names)
+        lines.append(f"| {label} | {values} |")
+    tops = [
+        f"{n}: "
+        + ", ".join(f"{p} ({fmt(b, 'B')})" for p, b in breakdown[n].get("shadowed_top", [])[:3])
+        for n in names
+        if breakdown[n].get("shadowed_top")
+    ]
+    lines.append("")
+    lines += [f"- largest shadowed files, {t}" for t in tops]
+    return [*lines, ""]
+
+
+def markdown(data: dict[str, Any], source: str, chart: str) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `python -m bench report` from the JSON named below; do not edit. -->",
+        "",
+        "bakery side by side with what users do today, each pair measured in one run, repeated,",
+        "interleaved (baseline, bakery, baseline, bakery, …) so drift hits both sides; medians and",
+        f"ratios reported. Ratio = {RATIO_MEANING}. Raw samples, machine facts and the exact method",
+        f"are in [`{source}`]({source}).",
+        "",
+        "Rerun: `python -m bench --quick` (all), `python -m bench rebuild` (one; names: "
+        + ", ".join(f"`{n}`" for n in ORDER)
+        + "), `python -m bench report FILE.json` (this page from a result file).",
+        "",
+    ]
+    if loaded(data):
+        lines += [
+            f"> **Measured on a loaded {data['machine']['cores']}-core machine** (other builds and tests "
+            "ran at the same time; see the load average below). Absolute times are noisy and "
+            "pessimistic; the ratios come from interleaved pairs and are the figures to compare.",
+            "",
+        ]
+    if data["mode"] == "quick":
+        lines += [
+            "> Quick mode: few repetitions (a median of 1–5 samples) and, for the pip-cache "
+            "benchmark, only the part of the stack that does not pull torch. `python -m bench` "
+            "runs the full set.",
+            "",
+        ]
+    lines += ["## Results", "", *summary_rows(data), "", f"![ratios]({chart})", ""]
+    lines += ["## Machine", "", *machine_rows(data), "", "## Details", ""]
+    for name, bench in _benchmarks(data):
+        lines += section(name, bench)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def chart_png(data: dict[str, Any]) -> bytes:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    labels: list[str] = []
+    ratios: list[float] = []
+    for name, bench in _benchmarks(data):
+        for c in bench["comparisons"] if bench["status"] == "ok" else []:
+            if c["ratio"] is not None and c["ratio"] > 0:
+                labels.append(f"{name}: {c['name']}")
+                ratios.append(float(c["ratio"]))
+    fig, ax = plt.subplots(figsize=(9, 0.42 * max(4, len(labels)) + 1.2))
+    colors = [_color(r) for r in ratios]
+    positions = list(range(len(labels)))[::-1]
+    # Bars grow from 1 (no difference): right = bakery better, left = bakery worse.
+    ax.barh(positions, [r - 1 for r in ratios], left=1, color=colors)
+    ax.set_yticks(positions, labels, fontsize=8)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    for y, r in zip(positions, ratios, strict=True):
+        text = f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
+        if r < SAME_LOW:
+            ax.text(r, y, text + " ", va="center", ha="right", fontsize=8)
+        else:
+            ax.text(r, y, " " + text, va="center", ha="left", fontsize=8)
+    ax.set_xlabel("baseline / bakery (log scale; > 1: bakery is better; grey: within 10 %)")
+    ax.set_title(f"bakery vs what users do today — {data['mode']} run {data['created'][:10]}")
+    _pad_right(ax, ratios)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _color(r: float) -> str:
+    if r > SAME_HIGH:
+        return "#2b8a3e"  # bakery better
+    if r < SAME_LOW:
+        return "#c92a2a"  # bakery worse
+    return "#868e96"  # within ±10 %: no difference worth a colour
+
+
+def _pad_right(ax: Any, ratios: Sequence[float]) -> None:
+    if ratios:
+        ax.set_xlim(min(0.5, *(r / 3 for r in ratios)), max(2.0, *ratios) * 4)
+
+
+def render(data: dict[str, Any], source: Path, doc: Path, chart: Path) -> None:
+    """Write the page and the chart (each atomically) from one result file's data."""
+    relative = os.path.relpath(source, doc.parent)
+    text = markdown(data, relative, chart.name)
+    write_bytes_atomic(chart, chart_png(data))
+    write_bytes_atomic(doc, text.encode("utf-8"))
