@@ -163,3 +163,22 @@ def test_failing_pip_step_reports_pip_and_the_log(
     assert docker("image", "inspect", f"bakery-test/badpip:{cpu_image_built}").returncode != 0, (
         "nothing is tagged"
     )
+
+
+def test_jobs_builds_several_variants_at_once(
+    cpu_image_built: str, tagged: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = f"bakery-test/jobs-{uuid.uuid4().hex[:8]}"
+    variants = [cpu_image_built, f"{cpu_image_built}-slim"]
+    tagged.extend(f"{repository}:{v}" for v in variants)
+    capsys.readouterr()
+    code = main(["--matrix", str(ROOT / "matrix.toml"), *(a for v in variants for a in ("--variant", v)),
+                 "--jobs", "2", "--bootstrap-base", "--repository", repository, "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    results = json.loads(captured.out)
+    assert sorted(r["variant"] for r in results) == sorted(variants)
+    for r in results:
+        assert docker("image", "inspect", r["image"]).returncode == 0, (
+            f"{r['image']} was not tagged"
+        )
