@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CPU_VARIANT = "2.13.0-cpu-py3.11"
 BASE_MAP = "docker.io/library/debian:bookworm-slim=bakery/debian:bookworm"
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def copy_project(dest: Path, edit_matrix: Callable[[str], str] | None = None) -> Path:

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from project_copy import BASE_MAP, CPU_VARIANT, ROOT, copy_project, in_ci
+from project_copy import BASE_MAP, CPU_VARIANT, ROOT, copy_project
+from testsupport import in_ci
 
 from bakery.cli import main
 

@@ -38,6 +38,7 @@ from standin_index import (
     StandinIndex,
     make_standin_index,
 )
+from testsupport import in_ci
 
 from bakery import base, builder, cli, engine
 from bakery.errors import EXIT_GUARD, EXIT_OK
@@ -57,11 +58,6 @@ PROJECT_FILES = (
 )
 ROCM_TORCH_WHEEL = "torch-2.9.1+rocm6.3-py3-none-any.whl"
 ROCM_VISION_WHEEL = "torchvision-0.24.1+rocm6.3-py3-none-any.whl"
-
-
-def in_ci() -> bool:
-    """Same rule as tests/docker/docker_support.py: CI must never pass by skipping."""
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from testsupport import in_ci
 
 from bakery import engine
 from bakery.cli import main
@@ -64,10 +65,6 @@ class SmallImages:
     a_id: str
     b: str
     b_id: str
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def skip_or_fail(reason: str) -> NoReturn:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import in_ci
+from testsupport import in_ci
 
 from bakery import base, engine
 

@@ -12,10 +12,6 @@ from pathlib import Path
 BASE_TAG = "bakery/debian:bookworm"
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def write_dockerfile(context: Path, text: str, name: str = "Dockerfile") -> Path:
     """Write a Dockerfile into `context`; `{BASE}` stands for the base image tag."""
     dockerfile = context / name

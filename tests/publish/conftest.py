@@ -21,9 +21,9 @@ from registry_support import (
     Registry,
     SmallImages,
     build_small_image,
-    in_ci,
     write_project,
 )
+from testsupport import in_ci
 
 from bakery import engine
 

@@ -45,10 +45,6 @@ START_TIMEOUT = 20.0
 POLL_SECONDS = 0.05  # poll interval of deadline-bound waits, not a synchronisation sleep
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

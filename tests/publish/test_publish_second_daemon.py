@@ -21,12 +21,12 @@ from registry_support import (
     CPU_FULL,
     REAL_CPU_IMAGE,
     Registry,
-    in_ci,
     mark_tested,
     offline_daemon,
     reachable_from,
     write_project,
 )
+from testsupport import in_ci
 
 from bakery import cli, engine
 from bakery.errors import EXIT_OK

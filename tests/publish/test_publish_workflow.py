@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 import yaml
-from registry_support import ROOT, in_ci
+from registry_support import ROOT
+from testsupport import in_ci
 
 from bakery import cli
 from bakery.matrix import load_matrix
