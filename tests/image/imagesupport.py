@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery.devbox import gpu_run_args
+from bakery.devbox import gpu_access, gpu_run_args
 from bakery.matrix import Variant, load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,16 +83,11 @@ def images_under_test(config: pytest.Config) -> list[ImageUnderTest | str]:
 
 
 def host_has_gpu(accelerator: str) -> str:
-    """'' if this machine has the accelerator's device nodes, else the reason it does not."""
-    if accelerator == "rocm":
-        return "" if Path("/dev/kfd").exists() else "no /dev/kfd on this machine (no AMD GPU)"
-    if accelerator == "cuda":
-        return (
-            ""
-            if Path("/dev/nvidiactl").exists()
-            else "no /dev/nvidiactl on this machine (no NVIDIA GPU)"
-        )
-    return "CPU variant: there is no GPU to use"
+    """'' if this machine has the accelerator's device nodes, else the reason it does not
+    (the product's own detection: bakery.devbox.gpu_access)."""
+    if accelerator == "cpu":
+        return "CPU variant: there is no GPU to use"
+    return gpu_access(accelerator).missing
 
 
 def run_args_for_gpu(accelerator: str) -> list[str]:
