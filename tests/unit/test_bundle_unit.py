@@ -786,3 +786,21 @@ def test_a_delta_cannot_replace_its_own_base(
     ]
     assert main(args) == 2
     assert "is the bundle being written" in capsys.readouterr().err
+
+
+@NEEDS_ZSTD
+@pytest.mark.parametrize("command", ["save", "export"])
+def test_save_into_a_project_folder_is_refused_and_deletes_nothing(
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reported case: `save -o .` in a Node project with a hand-written load.sh."""
+    monkeypatch.setattr(bundle, "plan_images", lambda refs: (planned("r:1", D[:2]),))
+    files = {"manifest.json": '{"name": "app"}\n', "load.sh": "#!/bin/sh\necho mine\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert main([command, "--image", "r:1", "-o", str(tmp_path)]) == 2
+    assert "is not empty and is not a bakery bundle" in capsys.readouterr().err
+    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == files
