@@ -7,12 +7,16 @@ A bundle is one directory a user carries to an air-gapped server:
     load.sh          loads the bundle where bakery is not installed (docker, zstd, coreutils)
     manifest.json    images, tags, ids, layer chains, versions, sizes, the archive's sha256
 
-The manifest is written last and is what makes a directory a bundle: every file is written as
-`<name>.partial`, fsynced and renamed, and the old manifest is removed before anything else, so a
-save killed at any point never leaves something that looks complete.
+The manifest is written last and is what makes a directory a bundle. Every file is written under
+a temporary name, fsynced and renamed (bakery.atomicfile). `-o` must be new, empty or a bundle
+bakery wrote (nothing else is ever deleted or replaced); an old bundle there stays whole until
+the new archive is complete, then its manifest goes first. A save killed at any point leaves the
+old bundle whole, or no manifest: never a half-new bundle that looks complete.
 
 `load` verifies everything it can without Docker first (manifest, size, sha256, and that the
-archive holds exactly the images and layers the manifest names), then the daemon (image store,
+archive holds exactly the images and layers the manifest names: no other member, no link or
+device, no path outside the archive, every blob's content equal to its digest, the tar's size
+equal to tar_bytes), then the daemon (image store,
 free space, for a delta the base layers), then streams the archive through `zstd -d` into
 `docker load`, checks the image ids, applies the tags and runs the probe.
 
