@@ -738,6 +738,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print("dry run: the image and its glibc were not checked, nothing was started")
         return EXIT_OK
     check_image(plan)
+    if engine.inspect_container(plan.name) is not None:
+        raise UsageError(
+            f"a container named {plan.name} already exists",
+            "run starts a new container and never removes or reuses one it did not create",
+            "choose another --name, or leave --name out",
+        )
     for line in describe_plan(plan):
         console.print(line)
     tty = sys.stdin.isatty() and sys.stdout.isatty()

@@ -15,6 +15,7 @@ from docker_support import BASE_TAG, pids_running, wait_until, write_dockerfile
 
 from bakery import base, engine
 from bakery.errors import DockerError, EngineMissingError, UsageError
+from bakery.matrix import load_matrix
 
 pytestmark = pytest.mark.docker
 
@@ -355,3 +356,33 @@ def test_run_foreground_removes_its_own_container_when_it_times_out(
     with pytest.raises(DockerError, match="timed out"):
         engine.run_foreground(spec, tty=False, timeout=5)
     assert engine.inspect_container(name) is None
+
+
+def test_build_py_run_with_the_name_of_a_users_container_leaves_it(
+    users_container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reported case: `run --target cpu --name <dev container> -- true`."""
+    from bakery import cli  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    variant = next(
+        v for v in load_matrix(root / "matrix.toml").variants if v.id == "2.13.0-cpu-py3.11"
+    )
+    if engine.inspect_image(variant.image) is None:
+        pytest.skip(f"{variant.image} is not built (python build.py --variant {variant.id})")
+    info = engine.inspect_container(users_container)
+    assert info is not None
+    argv = [
+        "run",
+        "--matrix",
+        str(root / "matrix.toml"),
+        "--target",
+        "cpu",
+        "--name",
+        info.name,
+        "--",
+        "true",
+    ]
+    assert cli.main(argv) == 2
+    assert f"a container named {info.name} already exists" in capsys.readouterr().err
+    assert _still_there(users_container)
