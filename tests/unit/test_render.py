@@ -254,3 +254,49 @@ def test_list_json_respects_the_selection(capsys: pytest.CaptureFixture[str]) ->
         "2.8.0-cuda12.8-py3.11",
         "2.9.1-cuda12.8-py3.11",
     ]
+
+
+def generate(project: Path) -> int:
+    return run_cli(project, "generate", "--template", str(project / "Dockerfile.in"))
+
+
+def test_generate_removes_only_the_files_it_wrote_in_a_stale_folder(project_copy: Path) -> None:
+    stale = project_copy / "images" / "old-generated"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "Dockerfile").write_text(f"{HEADER}\nFROM x\n", encoding="utf-8")
+    (stale / "constraints.txt").write_text(f"# {HEADER[2:]} for variant old.\n", encoding="utf-8")
+    (stale / "notes.md").write_text("mine\n", encoding="utf-8")
+    (stale / "requirements.txt").write_text("hand-written, no header\n", encoding="utf-8")
+    (stale / "sub" / "data").write_text("mine\n", encoding="utf-8")
+    assert generate(project_copy) == 0
+    left = sorted(str(p.relative_to(stale)) for p in stale.rglob("*"))
+    assert left == ["notes.md", "requirements.txt", "sub", "sub/data"]
+
+
+def test_generate_never_follows_a_link_out_of_images(project_copy: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "Dockerfile").write_text(f"{HEADER}\nsomeone else's\n", encoding="utf-8")
+    (project_copy / "images" / "linked-old").symlink_to(outside, target_is_directory=True)
+    assert generate(project_copy) == 0
+    assert (outside / "Dockerfile").read_text(encoding="utf-8").endswith("someone else's\n")
+    assert (project_copy / "images" / "linked-old").is_symlink()
+
+
+def test_generate_refuses_to_write_through_a_link_and_touches_nothing(
+    project_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    variant_dir = project_copy / "images" / "2.13.0-cpu-py3.11"
+    shutil.rmtree(variant_dir)
+    variant_dir.symlink_to(outside, target_is_directory=True)
+    stale = project_copy / "images" / "old-generated"
+    stale.mkdir()
+    (stale / "Dockerfile").write_text(f"{HEADER}\n", encoding="utf-8")
+    assert generate(project_copy) == 2
+    err = capsys.readouterr().err
+    assert "images/2.13.0-cpu-py3.11 is a link or not a folder" in err
+    assert "replace the links with real folders" in err
+    assert list(outside.iterdir()) == []
+    assert (stale / "Dockerfile").exists(), "nothing is removed when the plan is refused"

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import yaml  # type: ignore[import-untyped]  # no stubs installed (types-PyYAML is not a dependency)
 
-from bakery import cli, slim
+from bakery import cli, engine, slim
 from bakery.devbox import GpuAccess, HostUser
 from bakery.errors import EXIT_GUARD, EXIT_USAGE, GuardError, UsageError
 from bakery.matrix import Variant, load_matrix
@@ -488,35 +489,57 @@ def test_compose_document_for_rocm_and_cuda(tmp_path: Path) -> None:
     assert device == {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
 
 
-def test_to_yaml() -> None:
+def test_compose_yaml_reads_back_as_the_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written with a YAML library: keys and values with ': ', quotes or newlines stay data."""
     document = {
         "name": "x",
-        "services": {
-            "train": {
-                "user": "1:2",
-                "volumes": [
-                    {"type": "bind", "read_only": True, "bind": {"create_host_path": False}}
-                ],
-                "command": ["python", 'say "hi"'],
-                "empty": [],
-            }
-        },
+        "services": {"train": {"environment": {"D: x": 'y: "z"\n#', "E": "- f"}, "empty": []}},
     }
-    assert slim.to_yaml(document) == [
-        'name: "x"',
-        "services:",
-        "  train:",
-        '    user: "1:2"',
-        "    volumes:",
-        '      - type: "bind"',
-        "        read_only: true",
-        "        bind:",
-        "          create_host_path: false",
-        "    command:",
-        '      - "python"',
-        '      - "say \\"hi\\""',
-        "    empty: []",
-    ]
+    monkeypatch.setattr(slim, "compose_document", lambda plan: document)
+    text = slim.render_compose(plan(tmp_path, CPU_SLIM, GpuAccess("cpu")), Path("c\nx: 1.yaml"))
+    assert yaml.safe_load(text) == document
+
+
+def test_compose_never_replaces_a_file_unless_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[Path] = []
+
+    def compose_config(path: Path) -> dict[str, object]:
+        checked.append(path)
+        return {}
+
+    monkeypatch.setattr(engine, "compose_config", compose_config)
+    target = tmp_path / "compose.yaml"
+    target.write_text("mine\n", encoding="utf-8")
+    with pytest.raises(UsageError) as caught:
+        slim.write_checked(target, "services: {}\n")
+    assert caught.value.render() == (
+        f"{target} already exists — compose never replaces a file without being asked — "
+        "pass --force to replace it, or --output another file"
+    )
+    assert target.read_text(encoding="utf-8") == "mine\n"
+    assert checked == []
+    slim.write_checked(target, "services: {}\n", force=True)
+    assert target.read_text(encoding="utf-8") == "services: {}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["compose.yaml"]
+
+
+def test_compose_refuses_an_existing_file_before_docker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(slim, "check_image", lambda plan: pytest.fail("docker was asked"))
+    target = tmp_path / "compose.yaml"
+    target.write_text("mine\n", encoding="utf-8")
+    argv = [
+        "compose", "--target", "cpu", "--matrix", str(ROOT / "matrix.toml"),
+        "--workspace", str(tmp_path), "--output", str(target),
+    ]  # fmt: skip
+    assert cli.main(argv) == EXIT_USAGE
+    assert "already exists" in capsys.readouterr().err
+    assert target.read_text(encoding="utf-8") == "mine\n"
 
 
 # ---------------------------------------------------------------------------------------------
