@@ -58,7 +58,6 @@ Behind proxies and air gaps:
                        sources only; index | pypi | local force one
   --base-map FROM=TO   build FROM a mirror or local image instead (e.g. the one `base` makes)
   --bootstrap-base     map Debian bases to a debootstrapped local image, creating it if needed
-  $HF_TOKEN            passed as the BuildKit secret hf_token when set, never as an ARG
 """
 
 TORCH_SOURCES = ("auto", "index", "pypi", "local")
@@ -182,9 +181,23 @@ def torch_index_for(v: Variant, options: BuildOptions) -> str:
     )
 
 
-def redact(url: str) -> str:
-    """https://user:token@host/path -> https://***@host/path (plans and logs never show secrets)."""
-    return re.sub(r"(://)[^/@]+@", r"\1***@", url)
+# Up to the last "@" of a URL: a password may hold a raw "@" or "/" (over-redacting a path that
+# holds an "@" is the safe mistake).
+_USERINFO = re.compile(r"(://)\S*@")
+# Query parameters that carry credentials: ?token=, &access_token=, &api_key=, &password=, ...
+_SECRET_PARAM = re.compile(
+    r"([?&;][^=&#\s]*(?:token|key|secret|passw|pwd|sig|auth|credential)[^=&#\s]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """URLs with their credentials starred (plans and logs never show secrets).
+
+    https://user:token@host/path -> https://***@host/path;
+    https://host/simple?token=abc&x=1 -> https://host/simple?token=***&x=1.
+    """
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 def parse_base_map(values: Sequence[str]) -> dict[str, str]:
@@ -367,8 +380,7 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
     ca = (
         f"CA bundle {options.ca_cert} (BuildKit secret 'ca')" if options.ca_cert else "no CA bundle"
     )
-    token = "; HF_TOKEN as secret 'hf_token'" if os.environ.get("HF_TOKEN") else ""
-    console.print(f"{ca}{token}; logs in {options.root / options.log_dir}")
+    console.print(f"{ca}; logs in {options.root / options.log_dir}")
     if options.dry_run:
         console.print("dry run: nothing was built")
 
@@ -416,11 +428,6 @@ def build_secrets(
             path = tmp / "torch-index"
             path.write_text(torch_index, encoding="utf-8")
             secrets.append(engine.Secret("torch-index", path))
-        token = os.environ.get("HF_TOKEN")
-        if token:
-            path = tmp / "hf_token"
-            path.write_text(token, encoding="utf-8")
-            secrets.append(engine.Secret("hf_token", path))
         for path in tmp.iterdir():
             path.chmod(0o600)
         yield tuple(secrets)

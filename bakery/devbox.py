@@ -338,6 +338,28 @@ def passthrough_env(env: Mapping[str, str]) -> dict[str, str]:
     return {key: env[key] for key in PASSTHROUGH_ENV if env.get(key)}
 
 
+def holds_credentials(value: str) -> bool:
+    """A setting with a user:password@ part or a token parameter (what redact() would hide)."""
+    from bakery.builder import redact  # noqa: PLC0415 - the one definition of a credential
+
+    return redact(value) != value
+
+
+def stored_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Settings `up` stores in the container's config: only those without credentials.
+
+    Anyone with Docker access can read a container's config (`docker inspect`), so a proxy or
+    index URL with a password is never put there; `enter` and `job` pass it from the caller's
+    environment instead (`credential_names`).
+    """
+    return {k: v for k, v in passthrough_env(env).items() if not holds_credentials(v)}
+
+
+def credential_names(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Pass-through settings holding credentials, handed to each exec by name (`--env NAME`)."""
+    return tuple(k for k, v in passthrough_env(env).items() if holds_credentials(v))
+
+
 def host_ca_bundle(env: Mapping[str, str]) -> Path | None:
     """The host's CA bundle as pip and requests are told to use it (the proxy's CA lives there)."""
     for key in CA_ENV:
@@ -468,6 +490,12 @@ def up_options(args: argparse.Namespace) -> UpOptions:
     variant, image, note = choose_variant(variants, repository, _image_exists)
     if note:
         err_console().print(note)
+    secret = credential_names(os.environ)
+    if secret:
+        err_console().print(
+            f"note: {', '.join(secret)} hold credentials: not stored in the container; "
+            "`enter` and `job` pass them from your environment each time"
+        )
     cache_home = user.home / ".cache" if user.home else None
     hf_default = os.environ.get("HF_HOME") or (
         str(cache_home / "huggingface") if cache_home else None
@@ -486,7 +514,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
         pip_cache=_cache_dir(args.pip_cache, cache_home / "pip" if cache_home else None),
         hf_home=_cache_dir(args.hf_home, Path(hf_default) if hf_default else None),
         ca_cert=Path(args.ca_cert).resolve() if args.ca_cert else host_ca_bundle(os.environ),
-        env=MappingProxyType(passthrough_env(os.environ)),
+        env=MappingProxyType(stored_env(os.environ)),
     )
 
 
@@ -918,7 +946,12 @@ def _exec(info: engine.ContainerInfo, command: list[str]) -> int:
     env = {"TERM": os.environ["TERM"]} if tty and os.environ.get("TERM") else {}
     workdir = _workdir_for(info, Path.cwd())
     code = engine.exec_interactive(
-        info.name, command or list(SHELL), tty=tty, workdir=workdir, env=env
+        info.name,
+        command or list(SHELL),
+        tty=tty,
+        workdir=workdir,
+        env=env,
+        env_from_caller=credential_names(os.environ),
     )
     if not command:
         err_console().print(
@@ -958,7 +991,10 @@ def cmd_job(args: argparse.Namespace) -> int:
     info = ensure_running(require_devbox(require_container(resolve_name(args))))
     job_id = new_job_id()
     engine.exec_detached(
-        info.name, job_command(info.name, job_id, command), workdir=_workdir_for(info, Path.cwd())
+        info.name,
+        job_command(info.name, job_id, command),
+        workdir=_workdir_for(info, Path.cwd()),
+        env_from_caller=credential_names(os.environ),
     )
     log = jobs_dir(Path(info.labels[f"{LABEL_PREFIX}workspace"]), info.name) / f"{job_id}.log"
     print(job_id)
@@ -1090,7 +1126,8 @@ UP_DESCRIPTION = """\
 Create a long-lived dev container for a variant's image (detached; it survives your logout and
 every `exit`). It runs as your uid:gid with a HOME and a passwd entry, mounts the workspace at
 /workspace, data folders read-only under /data, your pip and Hugging Face caches and CA bundle,
-passes HF_ENDPOINT and proxy settings, and gets the accelerator's devices (ROCm: /dev/kfd,
+passes HF_ENDPOINT and proxy settings (those holding credentials are not stored in the
+container: enter and job pass them from your environment), and gets the accelerator's devices (ROCm: /dev/kfd,
 /dev/dri with their numeric groups and seccomp=unconfined; CUDA: --gpus all).
 
 If the container exists, `up` only starts it. --recreate replaces it (asks first; --yes for

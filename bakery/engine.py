@@ -1034,26 +1034,46 @@ def exec_interactive(
     tty: bool,
     workdir: str | None = None,
     env: Mapping[str, str] = _EMPTY,
+    env_from_caller: Sequence[str] = (),
 ) -> int:
     """`docker exec -i [-t]` with this process's stdin/stdout/stderr; return the exit code.
 
     A child process rather than os.execvp, so the caller can report after the shell ends
-    (and tests can call it in-process).
+    (and tests can call it in-process). `env_from_caller` names variables docker copies from
+    this process's environment (`--env NAME`): the value is on no command line and in no config.
     """
     argv = [*_docker_command(), "exec", "--interactive", *(["--tty"] if tty else [])]
     argv += ["--workdir", workdir] if workdir else []
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
+    for key in env_from_caller:
+        argv += ["--env", key]
     try:
         return subprocess.run([*argv, name, *command], check=False).returncode
     except FileNotFoundError as exc:
         raise _binary_missing(exc) from exc
 
 
-def exec_detached(name: str, command: Sequence[str], *, workdir: str | None = None) -> None:
-    """`docker exec --detach`: start a command in the container and return at once."""
-    with _docker_errors(f"could not start `{' '.join(command)}` in container {name}"):
-        _docker().container.execute(name, list(command), detach=True, workdir=workdir)
+def exec_detached(
+    name: str,
+    command: Sequence[str],
+    *,
+    workdir: str | None = None,
+    env_from_caller: Sequence[str] = (),
+) -> None:
+    """`docker exec --detach`: start a command in the container and return at once.
+
+    `env_from_caller`: as for exec_interactive (`--env NAME`, the value from our environment).
+    """
+    what = f"could not start `{' '.join(command)}` in container {name}"
+    if not env_from_caller:
+        with _docker_errors(what):
+            _docker().container.execute(name, list(command), detach=True, workdir=workdir)
+        return
+    argv = ["exec", "--detach", *(["--workdir", workdir] if workdir else [])]
+    for key in env_from_caller:
+        argv += ["--env", key]
+    _cli_bytes([*argv, name, *command], what)
 
 
 def docker_info(timeout: float = 30.0) -> DockerInfo:
