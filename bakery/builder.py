@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bakery import engine
+from bakery import argtypes, engine
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
@@ -110,7 +110,12 @@ class BuildResult:
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.add_argument("--jobs", type=int, default=1, help="build N variants at once (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=argtypes.whole_number(1, 64),
+        default=1,
+        help="build N variants at once (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument(
         "--no-cache", action="store_true", help="ignore the BuildKit cache: run every step again"
@@ -132,8 +137,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-map", action="append", default=[], metavar="FROM=TO")
     p.add_argument("--bootstrap-base", action="store_true")
     p.add_argument("--repository", default=None, help="override the matrix's repository")
-    p.add_argument("--uid", type=int, default=None, help="uid of the image's user")
-    p.add_argument("--gid", type=int, default=None, help="gid of the image's user")
+    p.add_argument("--uid", type=argtypes.user_id, default=None, help="uid of the image's user")
+    p.add_argument("--gid", type=argtypes.user_id, default=None, help="gid of the image's user")
     p.add_argument(
         "--network",
         default=None,

@@ -44,7 +44,7 @@ from typing import Any, TextIO
 from packaging.version import Version
 from rich.table import Table
 
-from bakery import engine
+from bakery import argtypes, engine
 from bakery.errors import EXIT_OK, BakeryError, UsageError
 from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
@@ -1176,7 +1176,12 @@ def _add_enter(p: argparse.ArgumentParser) -> None:
 
 def _add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="only this container")
-    p.add_argument("--lines", type=int, default=10, help="log lines shown for an exited one")
+    p.add_argument(
+        "--lines",
+        type=argtypes.whole_number(0),
+        default=10,
+        help="log lines shown for an exited one",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
@@ -1188,7 +1193,9 @@ def _add_job(p: argparse.ArgumentParser) -> None:
 def _add_logs(p: argparse.ArgumentParser) -> None:
     _add_name(p)
     p.add_argument("--job", default=None, help="job id (default: the latest)")
-    p.add_argument("--tail", type=int, default=50, help="lines to show (default: 50)")
+    p.add_argument(
+        "--tail", type=argtypes.whole_number(0), default=50, help="lines to show (default: 50)"
+    )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
 

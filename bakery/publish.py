@@ -39,7 +39,7 @@ from packaging.version import Version
 from rich.console import Console
 from rich.table import Table
 
-from bakery import engine
+from bakery import argtypes, engine
 from bakery.errors import (
     EXIT_OK,
     BakeryError,
@@ -241,10 +241,15 @@ def _add_push_arguments(
     p.add_argument(
         "--report", type=Path, default=None, help="JSON report path (default: .bakery/publish/)"
     )
-    p.add_argument("--retries", type=int, default=4, help="retries per registry call (default 4)")
+    p.add_argument(
+        "--retries",
+        type=argtypes.whole_number(0, 100),
+        default=4,
+        help="retries per registry call (default 4)",
+    )
     p.add_argument(
         "--retry-delay",
-        type=float,
+        type=argtypes.seconds(allow_zero=True),
         default=2.0,
         help="seconds before the first retry; doubles each time, at most 60 (default 2)",
     )
@@ -471,6 +476,28 @@ def plan_push(
     return steps
 
 
+def _push_steps(
+    matrix: Matrix,
+    variants: Sequence[Variant],
+    args: argparse.Namespace,
+    options: PublishOptions,
+    console: Console,
+) -> list[PushStep]:
+    """The push plan; a dry run without a daemon still shows images and tags, unchecked."""
+    if options.dry_run and not engine.daemon_answers(timeout=5):
+        console.print(
+            "note: no Docker daemon answers, so this plan does not check that the images are "
+            "built and tested"
+        )
+        moving = moving_tags(matrix.variants, default_pythons(args.matrix))
+        repository = args.repository or matrix.project.repository
+        return [
+            PushStep(v, f"{repository}:{v.tag}", "", False, tags_for(v, moving)) for v in variants
+        ]
+    engine.check_engine()
+    return plan_push(matrix, variants, args)
+
+
 def check_tested(steps: Sequence[PushStep], options: PublishOptions, console: Console) -> None:
     """Refuse images that did not pass the tests, unless --untested says otherwise (loudly)."""
     untested = [s for s in steps if not s.tested]
@@ -500,6 +527,7 @@ def print_plan(
     )
     for s in steps:
         mark = "" if s.tested else "  [bold yellow](untested)[/]"
+        mark = mark if s.image_id else "  (not checked: no daemon)"
         console.print(f"  {s.variant.id}: {s.source}{mark}")
         console.print(f"      tags: {', '.join(s.tags)}")
     how = "BAKERY_REGISTRY_USER" if options.credentials else "the Docker credential store"
@@ -617,8 +645,7 @@ def run_push(
     console = err_console()
     options = publish_options(args, credentials)
     matrix, variants = load_selected(args)
-    engine.check_engine()
-    steps = plan_push(matrix, variants, args)
+    steps = _push_steps(matrix, variants, args, options, console)
     print_plan(steps, options, console, "push")
     if options.dry_run:
         return EXIT_OK
