@@ -440,7 +440,9 @@ def build_secrets(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildResult:
+def build_one(
+    step: BuildStep, options: BuildOptions, status: _Status, cancel: threading.Event | None = None
+) -> BuildResult:
     contexts = {f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())}
     named: dict[str, Path | str] = dict(contexts)
     if step.base_context is not None:
@@ -455,11 +457,15 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
             log_path=step.log_path, network=options.network, no_cache=options.no_cache,
         )  # fmt: skip
         try:
-            outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
+            outcome = engine.build_image(
+                spec, on_step=lambda name: status.update(step, name), cancel=cancel
+            )
         except DockerError as exc:
             raise as_guard_error(step, exc) from exc
+    _check_not_cancelled(step, cancel)
     status.update(step, "verifying the image")
     verify_image(step, outcome.image_id)
+    _check_not_cancelled(step, cancel)
     engine.tag_image(outcome.image_id, step.image)
     info = engine.inspect_image(outcome.image_id)
     status.update(step, "done")
@@ -549,20 +555,32 @@ class _Status:
                 self._live = None
 
 
+def _check_not_cancelled(step: BuildStep, cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise BakeryError(f"{step.variant.id}: interrupted; {step.image} was not tagged")
+
+
 def run_builds(
     steps: Sequence[BuildStep], options: BuildOptions, console: Console
 ) -> list[BuildResult]:
     status = _Status(steps, console)
     for s in steps:
         console.print(f"{s.variant.id}: log {s.log_path}")
+    cancel = threading.Event()
     with status.live(), ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        futures = [pool.submit(build_one, s, options, status) for s in steps]
+        futures = [pool.submit(build_one, s, options, status, cancel) for s in steps]
         results, errors = [], []
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BakeryError as exc:
-                errors.append(exc)
+        try:
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except BakeryError as exc:
+                    errors.append(exc)
+        except KeyboardInterrupt:
+            # Ctrl+C reaches only this thread: stop the workers' builds and start no more.
+            pool.shutdown(wait=False, cancel_futures=True)
+            engine.cancel_builds(cancel)
+            raise
     if errors:
         if results:
             report_results(results, options, console)
