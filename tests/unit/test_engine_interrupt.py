@@ -72,7 +72,7 @@ def test_ctrl_c_while_the_build_process_starts_stops_it(
         signal.raise_signal(signal.SIGINT)  # Ctrl+C before Popen has returned
         return process
 
-    monkeypatch.setattr(engine.subprocess, "Popen", popen_then_ctrl_c)
+    monkeypatch.setattr(subprocess, "Popen", popen_then_ctrl_c)  # engine calls subprocess.Popen
     with pytest.raises(KeyboardInterrupt):
         engine._stream_build(  # the process-handling core of build_image
             ["sh", "-c", f"exec {sleeper}"], engine.BuildLog(), io.StringIO(), None
