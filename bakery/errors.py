@@ -26,15 +26,17 @@ _SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
 _SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 3, 80, 80, 6, 6
 
 
-def printable(text: str) -> str:
+def printable(text: str, keep: str = "") -> str:
     """`text` with every non-printable character escaped (no raw newline or terminal escape).
 
-    The one place user-supplied text is made safe to put in a message: `\n` stays two
-    characters, ESC becomes `\x1b`, a right-to-left override becomes `\u202e`.
+    The one place text is made safe for the terminal: a newline becomes the two characters
+    `\n`, ESC becomes `\x1b`, a right-to-left override `\u202e`. `keep` names characters a
+    message may hold on purpose (a multi-line message keeps its "\n"; the values inside it
+    are shown with `shown`, which escapes their newlines).
     """
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
 
 
 def shown(value: object) -> str:
@@ -59,7 +61,7 @@ class BakeryError(Exception):
             parts.append(self.why)
         if self.fix:
             parts.append(self.fix)
-        return " — ".join(printable(part) for part in parts)
+        return " — ".join(printable(part, keep="\n") for part in parts)
 
 
 class UsageError(BakeryError):

@@ -206,3 +206,18 @@ def test_shown_escapes_and_shortens(value: object, expected: str) -> None:
 def test_printable_keeps_printable_text() -> None:
     assert printable("targets.cpu: ok — fix") == "targets.cpu: ok — fix"
     assert printable("a\r\n\x07") == "a\\r\\n\\x07"
+
+
+def test_cli_refusal_shows_a_hostile_value_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = MATRIX.read_text(encoding="utf-8").replace(
+        'HSA_FORCE_FINE_GRAIN_PCIE = "1"', 'HSA_FORCE_FINE_GRAIN_PCIE = "1\\u001b[2J\\nRUN x"'
+    )
+    path = tmp_path / "matrix.toml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["list", "--matrix", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    assert "targets.rocm.env.HSA_FORCE_FINE_GRAIN_PCIE: invalid value '1\\x1b[2J\\nRUN x'" in err
+    assert "no quotes, backslashes, $ or control characters" in err
