@@ -45,7 +45,7 @@ from packaging.version import Version
 from rich.table import Table
 
 from bakery import argtypes, engine
-from bakery.errors import EXIT_OK, BakeryError, UsageError
+from bakery.errors import EXIT_OK, BakeryError, UsageError, shown
 from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
 
@@ -187,12 +187,14 @@ def invoking_user(env: Mapping[str, str] = os.environ) -> HostUser:
 
 def parse_user(text: str) -> HostUser:
     """`--user UID:GID` (numbers: the container has no host accounts to resolve names)."""
-    match = re.fullmatch(r"(\d+):(\d+)", text.strip())
-    if match is None:
+    match = re.fullmatch(r"([0-9]{1,10}):([0-9]{1,10})", text.strip())
+    ids = (int(match.group(1)), int(match.group(2))) if match else None
+    if ids is None or max(ids) > argtypes.MAX_ID:
         raise UsageError(
-            f"--user {text!r} is not UID:GID", fix="give numbers, e.g. --user 1000:1000"
+            f"--user {shown(text)} is not UID:GID",
+            fix=f"give numbers from 0 to {argtypes.MAX_ID}, e.g. --user 1000:1000",
         )
-    return host_user(int(match.group(1)), int(match.group(2)))
+    return host_user(*ids)
 
 
 @dataclass(frozen=True)

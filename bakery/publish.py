@@ -48,6 +48,8 @@ from bakery.errors import (
     DockerError,
     GuardError,
     UsageError,
+    printable,
+    shown,
 )
 from bakery.matrix import Matrix, Variant
 from bakery.render import write_atomic
@@ -60,7 +62,7 @@ ENV_USER = "BAKERY_REGISTRY_USER"
 ENV_PASSWORD = "BAKERY_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 REPORT_DIR = Path(".bakery/publish")
 MAX_RETRY_DELAY = 60.0
-REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+REGISTRY_RE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
 # What a registry or the network says when trying again can help, and when it cannot.
 _AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 _PERMANENT = (
@@ -423,11 +425,11 @@ def _matrix_repository(args: argparse.Namespace) -> str:
 def _check_registry(registry: str, flag: str) -> None:
     if not registry:
         raise UsageError("no registry to publish to", fix=f"pass {flag} HOST[/NAMESPACE]")
-    if not REGISTRY_RE.match(registry):
+    if not REGISTRY_RE.fullmatch(registry):
         raise UsageError(
-            f"{flag} {registry!r} is not a registry path",
+            f"{flag} {shown(registry)} is not a registry path",
             "registry paths are a host[:port] and lowercase path components",
-            f"e.g. {flag} ghcr.io/{registry.rpartition('/')[2].lower() or 'owner'}",
+            f"e.g. {flag} ghcr.io/{printable(registry.rpartition('/')[2].lower()) or 'owner'}",
         )
 
 

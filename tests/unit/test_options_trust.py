@@ -82,3 +82,36 @@ def test_push_dry_run_needs_no_daemon(
     assert "no Docker daemon answers" in err
     assert "tags: 2.13.0-cpu-py3.11, 2.13.0-cpu, cpu" in err
     assert "dry run: nothing was pushed" in err
+
+
+USERS: list[tuple[str, str]] = [
+    ("negative", "-5:0"),
+    ("too-large", "99999999999:0"),
+    ("arabic-digits", "\u0661:\u0661"),
+    ("trailing-newline", "1000:1000\n\x1b[31m"),
+]
+
+
+@pytest.mark.parametrize("text", [c[1] for c in USERS], ids=[c[0] for c in USERS])
+def test_bad_user_option_is_refused(text: str) -> None:
+    from bakery.devbox import parse_user  # noqa: PLC0415
+    from bakery.errors import UsageError  # noqa: PLC0415
+
+    with pytest.raises(UsageError) as caught:
+        parse_user(text)
+    rendered = caught.value.render()
+    assert "--user" in rendered
+    assert "\x1b" not in rendered
+    assert "\n" not in rendered
+
+
+@pytest.mark.parametrize("registry", ["ghcr.io/lab\n", "ghcr.io:\u0665\u0660\u0660\u0660/lab"])
+def test_registry_must_match_fully_and_in_ascii(
+    registry: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["push", "--dry-run", "--matrix", str(ROOT / "matrix.toml"), "--target", "cpu",
+            "--registry", registry]  # fmt: skip
+    assert main(argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "is not a registry path" in err
+    assert repr(registry) in err
