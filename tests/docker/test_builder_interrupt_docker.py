@@ -10,13 +10,11 @@ from __future__ import annotations
 import io
 import secrets
 import signal
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import pids_running, wait_until, write_dockerfile
+from docker_support import ctrl_c_when, pids_running, wait_until, write_dockerfile
 from rich.console import Console
 
 from bakery import base, builder, engine
@@ -64,26 +62,13 @@ def test_ctrl_c_stops_builds_in_worker_threads_and_tags_nothing(
 ) -> None:
     steps, sleeper = sleeper_steps(build_dir, unique, count=2)
     options = builder.BuildOptions(root=build_dir, jobs=1)  # the second build is still queued
-    main_thread = threading.main_thread().ident
-    finished = threading.Event()
 
-    def interrupt_once_running() -> None:
-        deadline = time.monotonic() + 600
-        while not finished.is_set() and time.monotonic() < deadline:
-            if marker_logged(steps[0].log_path, unique) and pids_running(sleeper):
-                assert main_thread is not None
-                signal.pthread_kill(main_thread, signal.SIGINT)  # Ctrl+C reaches the main thread
-                return
-            finished.wait(0.05)  # poll interval of a deadline-bound wait
+    def running() -> bool:  # Ctrl+C once the first RUN runs: marker logged, its sleep exists
+        return marker_logged(steps[0].log_path, unique) and bool(pids_running(sleeper))
 
-    interrupter = threading.Thread(target=interrupt_once_running, daemon=True)
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            builder.run_builds(steps, options, Console(file=io.StringIO()))
-    finally:
-        finished.set()
-        interrupter.join(timeout=5)
+    with ctrl_c_when(running) as sent, pytest.raises(KeyboardInterrupt):
+        builder.run_builds(steps, options, Console(file=io.StringIO()))
+    assert sent == [True], "the RUN never started, so the interrupt proved nothing"
     wait_until(lambda: not pids_running(sleeper), 20, "the cancelled RUN to disappear")
     assert not steps[1].log_path.exists(), "a queued build started after Ctrl+C"
     for step in steps:

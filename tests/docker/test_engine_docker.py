@@ -5,12 +5,11 @@ from __future__ import annotations
 import secrets
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import BASE_TAG, pids_running, wait_until, write_dockerfile
+from docker_support import BASE_TAG, ctrl_c_when, pids_running, wait_until, write_dockerfile
 
 from bakery import base, engine
 from bakery.errors import DockerError, EngineMissingError, UsageError
@@ -274,30 +273,12 @@ def test_interrupt_stops_the_build_and_propagates(
 ) -> None:
     sleeper = sleeper_dockerfile(build_dir)
     spec = spec_for(build_dir)
-    main_thread = threading.main_thread().ident
-    finished = threading.Event()
-    sent: list[bool] = []
 
-    def interrupt_once_running() -> None:
-        # Ctrl+C once the RUN is running: the marker is in the log and its sleep exists.
-        deadline = time.monotonic() + 600
-        while not finished.is_set() and time.monotonic() < deadline:
-            if marker_logged(spec, sleeper) and pids_running(sleeper):
-                assert main_thread is not None
-                # To the main thread itself, as a terminal's Ctrl+C reaches a blocked read.
-                signal.pthread_kill(main_thread, signal.SIGINT)
-                sent.append(True)
-                return
-            finished.wait(0.05)  # poll interval of a deadline-bound wait
+    def running() -> bool:  # Ctrl+C once the RUN runs: its marker is logged, its sleep exists
+        return marker_logged(spec, sleeper) and bool(pids_running(sleeper))
 
-    interrupter = threading.Thread(target=interrupt_once_running, daemon=True)
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            engine.build_image(spec)
-    finally:
-        finished.set()
-        interrupter.join(timeout=5)
+    with ctrl_c_when(running) as sent, pytest.raises(KeyboardInterrupt):
+        engine.build_image(spec)
     assert sent == [True], "the RUN never started, so the interrupt proved nothing"
     wait_until(lambda: not pids_running(sleeper), 20, "the cancelled RUN to disappear")
     assert not pids_running(str(build_dir)), "a docker buildx process outlived the interrupt"
