@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bakery import engine
+from bakery import argtypes, engine
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
@@ -58,7 +58,6 @@ Behind proxies and air gaps:
                        sources only; index | pypi | local force one
   --base-map FROM=TO   build FROM a mirror or local image instead (e.g. the one `base` makes)
   --bootstrap-base     map Debian bases to a debootstrapped local image, creating it if needed
-  $HF_TOKEN            passed as the BuildKit secret hf_token when set, never as an ARG
 """
 
 TORCH_SOURCES = ("auto", "index", "pypi", "local")
@@ -111,7 +110,12 @@ class BuildResult:
 
 def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
-    p.add_argument("--jobs", type=int, default=1, help="build N variants at once (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=argtypes.whole_number(1, 64),
+        default=1,
+        help="build N variants at once (default 1)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument(
         "--no-cache", action="store_true", help="ignore the BuildKit cache: run every step again"
@@ -133,8 +137,8 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-map", action="append", default=[], metavar="FROM=TO")
     p.add_argument("--bootstrap-base", action="store_true")
     p.add_argument("--repository", default=None, help="override the matrix's repository")
-    p.add_argument("--uid", type=int, default=None, help="uid of the image's user")
-    p.add_argument("--gid", type=int, default=None, help="gid of the image's user")
+    p.add_argument("--uid", type=argtypes.user_id, default=None, help="uid of the image's user")
+    p.add_argument("--gid", type=argtypes.user_id, default=None, help="gid of the image's user")
     p.add_argument(
         "--network",
         default=None,
@@ -182,9 +186,23 @@ def torch_index_for(v: Variant, options: BuildOptions) -> str:
     )
 
 
-def redact(url: str) -> str:
-    """https://user:token@host/path -> https://***@host/path (plans and logs never show secrets)."""
-    return re.sub(r"(://)[^/@]+@", r"\1***@", url)
+# Up to the last "@" of a URL: a password may hold a raw "@" or "/" (over-redacting a path that
+# holds an "@" is the safe mistake).
+_USERINFO = re.compile(r"(://)\S*@")
+# Query parameters that carry credentials: ?token=, &access_token=, &api_key=, &password=, ...
+_SECRET_PARAM = re.compile(
+    r"([?&;][^=&#\s]*(?:token|key|secret|passw|pwd|sig|auth|credential)[^=&#\s]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """URLs with their credentials starred (plans and logs never show secrets).
+
+    https://user:token@host/path -> https://***@host/path;
+    https://host/simple?token=abc&x=1 -> https://host/simple?token=***&x=1.
+    """
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
 
 
 def parse_base_map(values: Sequence[str]) -> dict[str, str]:
@@ -367,8 +385,7 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
     ca = (
         f"CA bundle {options.ca_cert} (BuildKit secret 'ca')" if options.ca_cert else "no CA bundle"
     )
-    token = "; HF_TOKEN as secret 'hf_token'" if os.environ.get("HF_TOKEN") else ""
-    console.print(f"{ca}{token}; logs in {options.root / options.log_dir}")
+    console.print(f"{ca}; logs in {options.root / options.log_dir}")
     if options.dry_run:
         console.print("dry run: nothing was built")
 
@@ -416,11 +433,6 @@ def build_secrets(
             path = tmp / "torch-index"
             path.write_text(torch_index, encoding="utf-8")
             secrets.append(engine.Secret("torch-index", path))
-        token = os.environ.get("HF_TOKEN")
-        if token:
-            path = tmp / "hf_token"
-            path.write_text(token, encoding="utf-8")
-            secrets.append(engine.Secret("hf_token", path))
         for path in tmp.iterdir():
             path.chmod(0o600)
         yield tuple(secrets)
@@ -428,7 +440,9 @@ def build_secrets(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildResult:
+def build_one(
+    step: BuildStep, options: BuildOptions, status: _Status, cancel: threading.Event | None = None
+) -> BuildResult:
     contexts = {f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())}
     named: dict[str, Path | str] = dict(contexts)
     if step.base_context is not None:
@@ -443,11 +457,15 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
             log_path=step.log_path, network=options.network, no_cache=options.no_cache,
         )  # fmt: skip
         try:
-            outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
+            outcome = engine.build_image(
+                spec, on_step=lambda name: status.update(step, name), cancel=cancel
+            )
         except DockerError as exc:
             raise as_guard_error(step, exc) from exc
+    _check_not_cancelled(step, cancel)
     status.update(step, "verifying the image")
     verify_image(step, outcome.image_id)
+    _check_not_cancelled(step, cancel)
     engine.tag_image(outcome.image_id, step.image)
     info = engine.inspect_image(outcome.image_id)
     status.update(step, "done")
@@ -537,20 +555,32 @@ class _Status:
                 self._live = None
 
 
+def _check_not_cancelled(step: BuildStep, cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise BakeryError(f"{step.variant.id}: interrupted; {step.image} was not tagged")
+
+
 def run_builds(
     steps: Sequence[BuildStep], options: BuildOptions, console: Console
 ) -> list[BuildResult]:
     status = _Status(steps, console)
     for s in steps:
         console.print(f"{s.variant.id}: log {s.log_path}")
+    cancel = threading.Event()
     with status.live(), ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        futures = [pool.submit(build_one, s, options, status) for s in steps]
+        futures = [pool.submit(build_one, s, options, status, cancel) for s in steps]
         results, errors = [], []
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BakeryError as exc:
-                errors.append(exc)
+        try:
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except BakeryError as exc:
+                    errors.append(exc)
+        except KeyboardInterrupt:
+            # Ctrl+C reaches only this thread: stop the workers' builds and start no more.
+            pool.shutdown(wait=False, cancel_futures=True)
+            engine.cancel_builds(cancel)
+            raise
     if errors:
         if results:
             report_results(results, options, console)

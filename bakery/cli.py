@@ -13,12 +13,20 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
+from typing import NoReturn
 
 from rich.markup import escape
 from rich.table import Table
 
 from bakery import __version__
-from bakery.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BakeryError, UsageError
+from bakery.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BakeryError,
+    UsageError,
+    printable,
+)
 from bakery.matrix import Matrix, Selection, Variant, load_matrix, select_variants
 from bakery.render import find_drift, render_matrix, write_rendered
 from bakery.ui import err_console, out_console
@@ -99,8 +107,15 @@ def _setup_logging(debug: bool) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the offending text escaped in its errors ("unrecognized arguments: ...")."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="build.py",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -44,8 +44,8 @@ from typing import Any, TextIO
 from packaging.version import Version
 from rich.table import Table
 
-from bakery import engine
-from bakery.errors import EXIT_OK, BakeryError, UsageError
+from bakery import argtypes, engine
+from bakery.errors import EXIT_OK, BakeryError, UsageError, shown
 from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
 
@@ -187,12 +187,14 @@ def invoking_user(env: Mapping[str, str] = os.environ) -> HostUser:
 
 def parse_user(text: str) -> HostUser:
     """`--user UID:GID` (numbers: the container has no host accounts to resolve names)."""
-    match = re.fullmatch(r"(\d+):(\d+)", text.strip())
-    if match is None:
+    match = re.fullmatch(r"([0-9]{1,10}):([0-9]{1,10})", text.strip())
+    ids = (int(match.group(1)), int(match.group(2))) if match else None
+    if ids is None or max(ids) > argtypes.MAX_ID:
         raise UsageError(
-            f"--user {text!r} is not UID:GID", fix="give numbers, e.g. --user 1000:1000"
+            f"--user {shown(text)} is not UID:GID",
+            fix=f"give numbers from 0 to {argtypes.MAX_ID}, e.g. --user 1000:1000",
         )
-    return host_user(int(match.group(1)), int(match.group(2)))
+    return host_user(*ids)
 
 
 @dataclass(frozen=True)
@@ -338,6 +340,28 @@ def passthrough_env(env: Mapping[str, str]) -> dict[str, str]:
     return {key: env[key] for key in PASSTHROUGH_ENV if env.get(key)}
 
 
+def holds_credentials(value: str) -> bool:
+    """A setting with a user:password@ part or a token parameter (what redact() would hide)."""
+    from bakery.builder import redact  # noqa: PLC0415 - the one definition of a credential
+
+    return redact(value) != value
+
+
+def stored_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Settings `up` stores in the container's config: only those without credentials.
+
+    Anyone with Docker access can read a container's config (`docker inspect`), so a proxy or
+    index URL with a password is never put there; `enter` and `job` pass it from the caller's
+    environment instead (`credential_names`).
+    """
+    return {k: v for k, v in passthrough_env(env).items() if not holds_credentials(v)}
+
+
+def credential_names(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Pass-through settings holding credentials, handed to each exec by name (`--env NAME`)."""
+    return tuple(k for k, v in passthrough_env(env).items() if holds_credentials(v))
+
+
 def host_ca_bundle(env: Mapping[str, str]) -> Path | None:
     """The host's CA bundle as pip and requests are told to use it (the proxy's CA lives there)."""
     for key in CA_ENV:
@@ -468,6 +492,12 @@ def up_options(args: argparse.Namespace) -> UpOptions:
     variant, image, note = choose_variant(variants, repository, _image_exists)
     if note:
         err_console().print(note)
+    secret = credential_names(os.environ)
+    if secret:
+        err_console().print(
+            f"note: {', '.join(secret)} hold credentials: not stored in the container; "
+            "`enter` and `job` pass them from your environment each time"
+        )
     cache_home = user.home / ".cache" if user.home else None
     hf_default = os.environ.get("HF_HOME") or (
         str(cache_home / "huggingface") if cache_home else None
@@ -486,7 +516,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
         pip_cache=_cache_dir(args.pip_cache, cache_home / "pip" if cache_home else None),
         hf_home=_cache_dir(args.hf_home, Path(hf_default) if hf_default else None),
         ca_cert=Path(args.ca_cert).resolve() if args.ca_cert else host_ca_bundle(os.environ),
-        env=MappingProxyType(passthrough_env(os.environ)),
+        env=MappingProxyType(stored_env(os.environ)),
     )
 
 
@@ -918,7 +948,12 @@ def _exec(info: engine.ContainerInfo, command: list[str]) -> int:
     env = {"TERM": os.environ["TERM"]} if tty and os.environ.get("TERM") else {}
     workdir = _workdir_for(info, Path.cwd())
     code = engine.exec_interactive(
-        info.name, command or list(SHELL), tty=tty, workdir=workdir, env=env
+        info.name,
+        command or list(SHELL),
+        tty=tty,
+        workdir=workdir,
+        env=env,
+        env_from_caller=credential_names(os.environ),
     )
     if not command:
         err_console().print(
@@ -958,7 +993,10 @@ def cmd_job(args: argparse.Namespace) -> int:
     info = ensure_running(require_devbox(require_container(resolve_name(args))))
     job_id = new_job_id()
     engine.exec_detached(
-        info.name, job_command(info.name, job_id, command), workdir=_workdir_for(info, Path.cwd())
+        info.name,
+        job_command(info.name, job_id, command),
+        workdir=_workdir_for(info, Path.cwd()),
+        env_from_caller=credential_names(os.environ),
     )
     log = jobs_dir(Path(info.labels[f"{LABEL_PREFIX}workspace"]), info.name) / f"{job_id}.log"
     print(job_id)
@@ -1090,7 +1128,8 @@ UP_DESCRIPTION = """\
 Create a long-lived dev container for a variant's image (detached; it survives your logout and
 every `exit`). It runs as your uid:gid with a HOME and a passwd entry, mounts the workspace at
 /workspace, data folders read-only under /data, your pip and Hugging Face caches and CA bundle,
-passes HF_ENDPOINT and proxy settings, and gets the accelerator's devices (ROCm: /dev/kfd,
+passes HF_ENDPOINT and proxy settings (those holding credentials are not stored in the
+container: enter and job pass them from your environment), and gets the accelerator's devices (ROCm: /dev/kfd,
 /dev/dri with their numeric groups and seccomp=unconfined; CUDA: --gpus all).
 
 If the container exists, `up` only starts it. --recreate replaces it (asks first; --yes for
@@ -1139,7 +1178,12 @@ def _add_enter(p: argparse.ArgumentParser) -> None:
 
 def _add_status(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="only this container")
-    p.add_argument("--lines", type=int, default=10, help="log lines shown for an exited one")
+    p.add_argument(
+        "--lines",
+        type=argtypes.whole_number(0),
+        default=10,
+        help="log lines shown for an exited one",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
@@ -1151,7 +1195,9 @@ def _add_job(p: argparse.ArgumentParser) -> None:
 def _add_logs(p: argparse.ArgumentParser) -> None:
     _add_name(p)
     p.add_argument("--job", default=None, help="job id (default: the latest)")
-    p.add_argument("--tail", type=int, default=50, help="lines to show (default: 50)")
+    p.add_argument(
+        "--tail", type=argtypes.whole_number(0), default=50, help="lines to show (default: 50)"
+    )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
 
 

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -453,10 +454,42 @@ def _signal_group(process: subprocess.Popen[str], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def _stream_build(
-    command: Sequence[str], log: BuildLog, log_file: IO[str], on_step: Callable[[str], None] | None
-) -> int:
-    """Run the build, copy every line to the log file and the parser; return the exit code."""
+class _InterruptHold:
+    """Hold a Ctrl+C that arrives while a build process starts; raise it once the block ends.
+
+    A KeyboardInterrupt raised inside `subprocess.Popen` (it waits for the child to exec) or
+    just after it would leave the child running in its own session, where no Ctrl+C reaches it.
+    Only the main thread receives KeyboardInterrupt, and only with Python's default handler.
+    """
+
+    def __init__(self) -> None:
+        self.held = False
+        self.previous: Any = None
+
+    def __enter__(self) -> None:
+        if (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self.previous = signal.signal(signal.SIGINT, self._hold)
+
+    def _hold(self, signum: int, frame: object) -> None:
+        self.held = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+        if self.held:
+            raise KeyboardInterrupt
+
+
+# Builds in progress and the cancel event each was started with (see cancel_builds).
+_BUILDS: dict[subprocess.Popen[str], threading.Event | None] = {}
+_BUILDS_LOCK = threading.Lock()
+
+
+def _start_build(command: Sequence[str], cancel: threading.Event | None) -> subprocess.Popen[str]:
     # Own process group: a terminal's Ctrl+C reaches only us, and we forward exactly one SIGINT
     # to docker and its buildx plugin (the plugin is a child of `docker`).
     process = subprocess.Popen(
@@ -468,7 +501,47 @@ def _stream_build(
         errors="replace",
         start_new_session=True,
     )
+    with _BUILDS_LOCK:
+        _BUILDS[process] = cancel
+        cancelled = cancel is not None and cancel.is_set()
+    if cancelled:  # cancel_builds ran while this one was starting
+        _signal_group(process, signal.SIGINT)
+    return process
+
+
+def cancel_builds(cancel: threading.Event, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Ctrl+C for builds that other threads run: stop every build started with `cancel`.
+
+    KeyboardInterrupt reaches only the main thread, so a build running in a worker thread is
+    stopped here: SIGINT (buildx cancels the solve), SIGKILL after `grace` seconds. A build
+    started with `cancel` after this call is stopped as soon as it starts. The stopped builds
+    raise DockerError in their threads; nothing is tagged.
+    """
+    with _BUILDS_LOCK:
+        cancel.set()
+        processes = [p for p, c in _BUILDS.items() if c is cancel]
+    for process in processes:
+        _signal_group(process, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+
+
+def _stream_build(
+    command: Sequence[str],
+    log: BuildLog,
+    log_file: IO[str],
+    on_step: Callable[[str], None] | None,
+    cancel: threading.Event | None = None,
+) -> int:
+    """Run the build, copy every line to the log file and the parser; return the exit code."""
+    process: subprocess.Popen[str] | None = None
     try:
+        with _InterruptHold():
+            process = _start_build(command, cancel)
         for raw in _lines_of(process):
             line = raw.rstrip("\n")
             log_file.write(raw)
@@ -478,9 +551,12 @@ def _stream_build(
                 on_step(short_step_name(step))
         return process.wait()
     finally:
-        log_file.write(_stop_process(process))
-        if process.stdout is not None:
-            process.stdout.close()
+        if process is not None:
+            with _BUILDS_LOCK:
+                _BUILDS.pop(process, None)
+            log_file.write(_stop_process(process))
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 # "failed to solve: some/x:1: failed to resolve source metadata for docker.io/some/x:1: ..."
@@ -556,11 +632,16 @@ def _read_image_id(metadata_file: Path, spec: BuildSpec, command: Sequence[str])
     return image_id
 
 
-def build_image(spec: BuildSpec, on_step: Callable[[str], None] | None = None) -> BuildOutcome:
+def build_image(
+    spec: BuildSpec,
+    on_step: Callable[[str], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> BuildOutcome:
     """Build `spec` with BuildKit; the full plain log goes to `spec.log_path`.
 
     `on_step` is called with each Dockerfile step's name as it starts. An interrupt
-    (KeyboardInterrupt) cancels the build and propagates once the docker process is gone.
+    (KeyboardInterrupt) cancels the build and propagates once the docker process is gone;
+    from another thread, `cancel_builds(cancel)` stops it (DockerError here).
     """
     _check_spec(spec)
     spec.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -572,7 +653,7 @@ def build_image(spec: BuildSpec, on_step: Callable[[str], None] | None = None) -
         LOGGER.debug("building: %s", " ".join(command))
         with spec.log_path.open("w", encoding="utf-8") as log_file:
             try:
-                code = _stream_build(command, log, log_file, on_step)
+                code = _stream_build(command, log, log_file, on_step, cancel)
             except FileNotFoundError as exc:
                 raise _binary_missing(exc) from exc
         if code != 0:
@@ -1037,26 +1118,46 @@ def exec_interactive(
     tty: bool,
     workdir: str | None = None,
     env: Mapping[str, str] = _EMPTY,
+    env_from_caller: Sequence[str] = (),
 ) -> int:
     """`docker exec -i [-t]` with this process's stdin/stdout/stderr; return the exit code.
 
     A child process rather than os.execvp, so the caller can report after the shell ends
-    (and tests can call it in-process).
+    (and tests can call it in-process). `env_from_caller` names variables docker copies from
+    this process's environment (`--env NAME`): the value is on no command line and in no config.
     """
     argv = [*_docker_command(), "exec", "--interactive", *(["--tty"] if tty else [])]
     argv += ["--workdir", workdir] if workdir else []
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
+    for key in env_from_caller:
+        argv += ["--env", key]
     try:
         return subprocess.run([*argv, name, *command], check=False).returncode
     except FileNotFoundError as exc:
         raise _binary_missing(exc) from exc
 
 
-def exec_detached(name: str, command: Sequence[str], *, workdir: str | None = None) -> None:
-    """`docker exec --detach`: start a command in the container and return at once."""
-    with _docker_errors(f"could not start `{' '.join(command)}` in container {name}"):
-        _docker().container.execute(name, list(command), detach=True, workdir=workdir)
+def exec_detached(
+    name: str,
+    command: Sequence[str],
+    *,
+    workdir: str | None = None,
+    env_from_caller: Sequence[str] = (),
+) -> None:
+    """`docker exec --detach`: start a command in the container and return at once.
+
+    `env_from_caller`: as for exec_interactive (`--env NAME`, the value from our environment).
+    """
+    what = f"could not start `{' '.join(command)}` in container {name}"
+    if not env_from_caller:
+        with _docker_errors(what):
+            _docker().container.execute(name, list(command), detach=True, workdir=workdir)
+        return
+    argv = ["exec", "--detach", *(["--workdir", workdir] if workdir else [])]
+    for key in env_from_caller:
+        argv += ["--env", key]
+    _cli_bytes([*argv, name, *command], what)
 
 
 def docker_info(timeout: float = 30.0) -> DockerInfo:

@@ -7,6 +7,7 @@ Product code raises these; it never uses `assert` for runtime checks.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,28 @@ EXIT_ENGINE_MISSING = 4  # no daemon, no buildx, or too old
 EXIT_GUARD = 5  # an image's contents differ from its variant (torch replaced, ...)
 EXIT_BUNDLE = 6  # a bundle is corrupt, truncated or does not match
 EXIT_INTERRUPTED = 130
+
+
+_SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 3, 80, 80, 6, 6
+
+
+def printable(text: str, keep: str = "") -> str:
+    """`text` with every non-printable character escaped (no raw newline or terminal escape).
+
+    The one place text is made safe for the terminal: a newline becomes the two characters
+    `\n`, ESC becomes `\x1b`, a right-to-left override `\u202e`. `keep` names characters a
+    message may hold on purpose (a multi-line message keeps its "\n"; the values inside it
+    are shown with `shown`, which escapes their newlines).
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
+
+
+def shown(value: object) -> str:
+    """A bad value as a message shows it: quoted, escaped, and cut short if long or deep."""
+    return printable(_SHOWN.repr(value))
 
 
 class BakeryError(Exception):
@@ -38,7 +61,7 @@ class BakeryError(Exception):
             parts.append(self.why)
         if self.fix:
             parts.append(self.fix)
-        return " — ".join(parts)
+        return " — ".join(printable(part, keep="\n") for part in parts)
 
 
 class UsageError(BakeryError):
@@ -56,7 +79,7 @@ class ConfigProblem:
 
     def render(self) -> str:
         text = f"{self.file}: {self.key}: {self.message}"
-        return f"{text} — {self.fix}" if self.fix else text
+        return printable(f"{text} — {self.fix}" if self.fix else text)
 
 
 class ConfigError(BakeryError):
@@ -110,7 +133,8 @@ class DockerError(BakeryError):
     def render(self) -> str:
         text = super().render()
         if self.stderr_tail:
-            tail = "\n".join(f"    {line}" for line in self.stderr_tail.rstrip().splitlines())
+            lines = self.stderr_tail.rstrip().splitlines()
+            tail = "\n".join(f"    {printable(line)}" for line in lines)
             text += f"\n  last lines of stderr:\n{tail}"
         return text
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ from bakery.compat import (
     load_pairing,
     python_key,
 )
-from bakery.errors import ConfigError, ConfigProblem, SelectionError
+from bakery.errors import ConfigError, ConfigProblem, SelectionError, shown
 
 FLAVOURS = ("full", "slim")
 TOP_KEYS = ("project", "targets", "stack", "exclude", "include")
@@ -45,14 +47,20 @@ TARGET_KEYS = (
 )
 RULE_KEYS = ("target", "torch", "python", "flavour", "torchvision", "torchaudio")
 STACK_KEYS = ("python", "packages")
-DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-PYTHON_RE = re.compile(r"^3\.\d{1,2}$")
-REPOSITORY_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*$")
-IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-PACKAGE_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-ARCH_RE = {"rocm": re.compile(r"^gfx[0-9a-f]{3,4}$"), "cuda": re.compile(r"^sm_\d{2,3}a?$")}
+# Every pattern is used with re.fullmatch and spells digits [0-9]: `$` lets a trailing newline
+# through and `\d` accepts non-ASCII digits, and any of these values may end up in a rendered file.
+DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
+PYTHON_RE = re.compile(r"3\.[0-9]{1,2}")
+REPOSITORY_RE = re.compile(r"[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._/-][a-z0-9]+)*)*")
+IMAGE_RE = re.compile(r"[a-z0-9][a-z0-9._/:-]*")
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# An ENV value is rendered inside double quotes: no quote, backslash or `$` (Docker would unescape
+# or expand them), no control character (a newline would end the instruction).
+ENV_VALUE_RE = re.compile(r"[A-Za-z0-9 _.,:;/=+@%#*!?~^&|<>()\[\]{}'-]*")
+ENV_VALUE_HINT = "letters, digits, spaces and _.,:;/=+@%#*!?~^&|<>()[]{}'- only (no quotes, backslashes, $ or control characters)"
+PACKAGE_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+ARCH_RE = {"rocm": re.compile(r"gfx[0-9a-f]{3,4}"), "cuda": re.compile(r"sm_[0-9]{2,3}a?")}
 
 
 @dataclass(frozen=True)
@@ -130,18 +138,54 @@ class Selection:
 
 def load_matrix(path: Path) -> Matrix:
     """Read and validate `path`; raise ConfigError listing every problem found."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([ConfigProblem(str(path), "(file)", "not found", _MISSING_FIX)]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot be read: {exc}")]) from None
+    text = _read_matrix_text(path)
+    if text.startswith("\ufeff"):
+        raise ConfigError(
+            [
+                ConfigProblem(
+                    str(path),
+                    "(file)",
+                    "starts with a UTF-8 byte order mark (BOM), which TOML does not allow",
+                    "save the file as UTF-8 without a BOM",
+                )
+            ]
+        )
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         problem = ConfigProblem(str(path), "(syntax)", f"not valid TOML: {exc}")
         raise ConfigError([problem]) from None
+    except RecursionError:
+        problem = ConfigProblem(
+            str(path),
+            "(syntax)",
+            "tables or arrays are nested too deeply to read",
+            "a matrix needs at most a few levels; remove the nesting",
+        )
+        raise ConfigError([problem]) from None
     return parse_matrix(data, path)
+
+
+def _read_matrix_text(path: Path) -> str:
+    """The file's text; only a regular file is read (a FIFO or a device would block forever)."""
+    try:
+        # O_NONBLOCK: opening a FIFO does not wait for a writer, so fstat can refuse it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError([ConfigProblem(str(path), "(file)", "not found", _MISSING_FIX)]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(str(path), "(file)", f"cannot be read: {exc}")]) from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            problem = ConfigProblem(
+                str(path), "(file)", "is not a regular file", "pass --matrix a TOML file"
+            )
+            raise ConfigError([problem])
+        try:
+            return handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = ConfigProblem(str(path), "(file)", f"cannot be read: {exc}")
+            raise ConfigError([problem]) from None
 
 
 _MISSING_FIX = "run from the project root or pass --matrix PATH"
@@ -190,8 +234,9 @@ class _Checker:
         variants = [v for t in targets for v in self.expand(t, stack_sets)]
         variants = self.apply_excludes(variants, data.get("exclude", []))
         self.check_expanded_ranges(variants, targets)
+        from_targets = len(variants)
         variants = self.apply_includes(variants, targets, stack_sets, data.get("include", []))
-        self.check_duplicates(variants)
+        self.check_duplicates(variants, from_targets)
         return variants
 
     # -- generic helpers ------------------------------------------------------------------
@@ -211,7 +256,7 @@ class _Checker:
                 self.add(path, "missing", "add this table; see README 'The matrix'")
             return None
         if not isinstance(value, Mapping):
-            self.add(path, f"must be a table, got {_type_name(value)} {value!r}")
+            self.add(path, f"must be a table, got {_type_name(value)} {shown(value)}")
             return None
         return value
 
@@ -231,10 +276,10 @@ class _Checker:
             return None
         value = table[key]
         if not isinstance(value, str):
-            self.add(where, f"must be a string, got {_type_name(value)} {value!r}", hint)
+            self.add(where, f"must be a string, got {_type_name(value)} {shown(value)}", hint)
             return None
-        if pattern is not None and not pattern.match(value):
-            self.add(where, f"invalid value {value!r}", hint)
+        if pattern is not None and not pattern.fullmatch(value):
+            self.add(where, f"invalid value {shown(value)}", hint)
             return None
         return value
 
@@ -245,7 +290,7 @@ class _Checker:
             self.add(where, "missing", "a whole number from 0 to 65535")
             return None
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-            self.add(where, f"must be a whole number from 0 to 65535, got {value!r}")
+            self.add(where, f"must be a whole number from 0 to 65535, got {shown(value)}")
             return None
         return value
 
@@ -258,13 +303,13 @@ class _Checker:
             return None
         value = table[key]
         if not isinstance(value, list):
-            self.add(where, f"must be a list of strings, got {_type_name(value)} {value!r}")
+            self.add(where, f"must be a list of strings, got {_type_name(value)} {shown(value)}")
             return None
         bad = [i for i, item in enumerate(value) if not isinstance(item, str)]
         for i in bad:
             self.add(
                 f"{where}[{i}]",
-                f"must be a string, got {_type_name(value[i])} {value[i]!r}",
+                f"must be a string, got {_type_name(value[i])} {shown(value[i])}",
                 'quote it: "3.10", not 3.10',
             )
         if bad:
@@ -275,7 +320,7 @@ class _Checker:
         seen: set[str] = set()
         for item in value:
             if item in seen:
-                self.add(where, f"lists {item!r} twice")
+                self.add(where, f"lists {shown(item)} twice")
             seen.add(item)
         return tuple(value)
 
@@ -327,7 +372,7 @@ class _Checker:
             return SpecifierSet(text)
         except InvalidSpecifier:
             self.add(
-                f"{path}.python", f"invalid specifier {text!r}", 'use e.g. ">=3.11" or "<3.11"'
+                f"{path}.python", f"invalid specifier {shown(text)}", 'use e.g. ">=3.11" or "<3.11"'
             )
             return None
 
@@ -338,17 +383,17 @@ class _Checker:
         result = []
         for name, version in table.items():
             where = f"{path}.{name}"
-            if not PACKAGE_RE.match(str(name)):
-                self.add(where, f"invalid package name {name!r}")
+            if not PACKAGE_RE.fullmatch(str(name)):
+                self.add(where, f"invalid package name {shown(name)}")
             elif str(name).lower() in ("torch", *COMPANIONS):
                 self.add(
                     where,
                     "the torch stack comes from the target, not the application stack",
                     f"remove {name} from [[stack]]; set targets.*.torch / companions",
                 )
-            elif not isinstance(version, str) or not is_version(version):
+            elif not isinstance(version, str) or not _is_exact_version(version):
                 self.add(
-                    where, f"must be an exact version string, got {version!r}", 'e.g. "0.42.1"'
+                    where, f"must be an exact version string, got {shown(version)}", 'e.g. "0.42.1"'
                 )
             else:
                 result.append((str(name), version))
@@ -426,7 +471,7 @@ class _Checker:
         if name not in indexes:
             self.add(
                 f"{path}.index",
-                f"unknown wheel index {name!r}{closest(name, indexes)}",
+                f"unknown wheel index {shown(name)}{closest(name, indexes)}",
                 f"valid: {describe_choices(indexes)}",
             )
             return None
@@ -438,14 +483,21 @@ class _Checker:
             return ()
         result = []
         for key, item in table.items():
-            if not ENV_NAME_RE.match(str(key)):
-                self.add(f"{path}.{key}", "invalid environment variable name")
+            where = f"{path}.{key}"
+            if not ENV_NAME_RE.fullmatch(str(key)):
+                self.add(
+                    where,
+                    f"invalid environment variable name {shown(key)}",
+                    "use letters, digits and _, not starting with a digit",
+                )
             elif not isinstance(item, str):
                 self.add(
-                    f"{path}.{key}",
-                    f"must be a string, got {_type_name(item)} {item!r}",
-                    f'quote it: {key} = "{item}"',
+                    where,
+                    f"must be a string, got {_type_name(item)} {shown(item)}",
+                    f"quote it: {key} = {shown(str(item))}",
                 )
+            elif not ENV_VALUE_RE.fullmatch(item):
+                self.add(where, f"invalid value {shown(item)}", ENV_VALUE_HINT)
             else:
                 result.append((str(key), item))
         return tuple(result)
@@ -476,10 +528,10 @@ class _Checker:
                     "add it to bakery/data/pairing.toml",
                 )
         for i, py in enumerate(python or ()):
-            if not PYTHON_RE.match(py):
+            if not PYTHON_RE.fullmatch(py):
                 self.add(
                     f"{path}.python[{i}]",
-                    f"invalid Python version {py!r}",
+                    f"invalid Python version {shown(py)}",
                     'use "3.Y", e.g. "3.11"',
                 )
                 continue
@@ -490,7 +542,7 @@ class _Checker:
             if name not in COMPANIONS:
                 self.add(
                     f"{path}.companions[{i}]",
-                    f"unknown companion {name!r}{closest(name, COMPANIONS)}",
+                    f"unknown companion {shown(name)}{closest(name, COMPANIONS)}",
                     f"valid: {describe_choices(COMPANIONS)}",
                 )
         pattern = ARCH_RE.get(index.accelerator)
@@ -501,18 +553,18 @@ class _Checker:
                     f"{index.accelerator} targets have no GPU architectures",
                     "use gpu_archs = []",
                 )
-            elif not pattern.match(arch):
+            elif not pattern.fullmatch(arch):
                 example = "gfx942" if index.accelerator == "rocm" else "sm_90"
                 self.add(
                     f"{path}.gpu_archs[{i}]",
-                    f"{arch!r} is not a {index.accelerator} architecture",
+                    f"{shown(arch)} is not a {index.accelerator} architecture",
                     f"use names like {example}",
                 )
         for i, flavour in enumerate(flavours or ()):
             if flavour not in FLAVOURS:
                 self.add(
                     f"{path}.flavours[{i}]",
-                    f"unknown flavour {flavour!r}{closest(flavour, FLAVOURS)}",
+                    f"unknown flavour {shown(flavour)}{closest(flavour, FLAVOURS)}",
                     f"valid: {describe_choices(FLAVOURS)}",
                 )
 
@@ -593,7 +645,9 @@ class _Checker:
             matched = [v for v in variants if _rule_matches(table, v)]
             if not matched:
                 self.add(
-                    path, f"matches no variant: {dict(table)}", "fix the values or delete the rule"
+                    path,
+                    f"matches no variant: {shown(dict(table))}",
+                    "fix the values or delete the rule",
                 )
             variants = [v for v in variants if v not in matched]
         return variants
@@ -632,7 +686,7 @@ class _Checker:
         if name is not None and name not in targets:
             self.add(
                 f"{path}.target",
-                f"unknown target {name!r}{closest(name, targets)}",
+                f"unknown target {shown(name)}{closest(name, targets)}",
                 f"valid: {describe_choices(targets)}",
             )
         if len(self.problems) != before or name is None or torch is None or python is None:
@@ -657,20 +711,29 @@ class _Checker:
         if table[name] != wanted:
             self.add(
                 f"{path}.{name}",
-                f"{name} {table[name]!r} does not pair with torch {torch}",
+                f"{name} {shown(table[name])} does not pair with torch {torch}",
                 f"torch {torch} pairs with {name} {wanted}; drop the key to get it automatically",
             )
 
-    def check_duplicates(self, variants: Sequence[Variant]) -> None:
-        seen: set[str] = set()
-        for v in variants:
-            if v.id in seen:
+    def check_duplicates(self, variants: Sequence[Variant], from_targets: int) -> None:
+        """Two entries yielding one variant id: name both (targets sharing an index, or an include)."""
+        seen: dict[str, int] = {}
+        for i, v in enumerate(variants):
+            first = seen.setdefault(v.id, i)
+            if first == i:
+                continue
+            if i >= from_targets:
                 self.add(
                     "include",
                     f"variant {v.id} is defined twice",
                     "remove the [[include]] that repeats a variant the targets already yield",
                 )
-            seen.add(v.id)
+            else:
+                self.add(
+                    f"targets.{v.target}",
+                    f"yields variant {v.id}, which targets.{variants[first].target} yields too",
+                    "give each target its own index, or drop the repeated torch/python versions",
+                )
 
 
 @dataclass(frozen=True)
@@ -701,6 +764,14 @@ def _rule_matches(rule: Mapping[str, Any], variant: Variant) -> bool:
         "torchaudio": variant.companion("torchaudio"),
     }
     return all(values.get(str(k)) == v for k, v in rule.items())
+
+
+VERSION_RE = re.compile(r"[0-9]+(\.[0-9]+)*((a|b|rc)[0-9]+)?(\.post[0-9]+)?(\.dev[0-9]+)?")
+
+
+def _is_exact_version(text: str) -> bool:
+    """A plain ASCII public version ("0.42.1", "1.0rc1"); it is written into requirements.txt."""
+    return VERSION_RE.fullmatch(text) is not None and is_version(text)
 
 
 def _type_name(value: Any) -> str:

@@ -39,7 +39,7 @@ from packaging.version import Version
 from rich.console import Console
 from rich.table import Table
 
-from bakery import engine
+from bakery import argtypes, engine
 from bakery.atomicfile import write_atomic
 from bakery.errors import (
     EXIT_OK,
@@ -49,6 +49,8 @@ from bakery.errors import (
     DockerError,
     GuardError,
     UsageError,
+    printable,
+    shown,
 )
 from bakery.matrix import Matrix, Variant
 from bakery.testrun import STATE_FILE, is_tested_record
@@ -60,7 +62,7 @@ ENV_USER = "BAKERY_REGISTRY_USER"
 ENV_PASSWORD = "BAKERY_REGISTRY_PASSWORD"  # noqa: S105 - the variable's name, not a password
 REPORT_DIR = Path(".bakery/publish")
 MAX_RETRY_DELAY = 60.0
-REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
+REGISTRY_RE = re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*")
 # What a registry or the network says when trying again can help, and when it cannot.
 _AUTH = ("unauthorized", "denied", "authentication required", "no basic auth credentials")
 _PERMANENT = (
@@ -241,10 +243,15 @@ def _add_push_arguments(
     p.add_argument(
         "--report", type=Path, default=None, help="JSON report path (default: .bakery/publish/)"
     )
-    p.add_argument("--retries", type=int, default=4, help="retries per registry call (default 4)")
+    p.add_argument(
+        "--retries",
+        type=argtypes.whole_number(0, 100),
+        default=4,
+        help="retries per registry call (default 4)",
+    )
     p.add_argument(
         "--retry-delay",
-        type=float,
+        type=argtypes.seconds(allow_zero=True),
         default=2.0,
         help="seconds before the first retry; doubles each time, at most 60 (default 2)",
     )
@@ -418,11 +425,11 @@ def _matrix_repository(args: argparse.Namespace) -> str:
 def _check_registry(registry: str, flag: str) -> None:
     if not registry:
         raise UsageError("no registry to publish to", fix=f"pass {flag} HOST[/NAMESPACE]")
-    if not REGISTRY_RE.match(registry):
+    if not REGISTRY_RE.fullmatch(registry):
         raise UsageError(
-            f"{flag} {registry!r} is not a registry path",
+            f"{flag} {shown(registry)} is not a registry path",
             "registry paths are a host[:port] and lowercase path components",
-            f"e.g. {flag} ghcr.io/{registry.rpartition('/')[2].lower() or 'owner'}",
+            f"e.g. {flag} ghcr.io/{printable(registry.rpartition('/')[2].lower()) or 'owner'}",
         )
 
 
@@ -470,6 +477,28 @@ def plan_push(
     return steps
 
 
+def _push_steps(
+    matrix: Matrix,
+    variants: Sequence[Variant],
+    args: argparse.Namespace,
+    options: PublishOptions,
+    console: Console,
+) -> list[PushStep]:
+    """The push plan; a dry run without a daemon still shows images and tags, unchecked."""
+    if options.dry_run and not engine.daemon_answers(timeout=5):
+        console.print(
+            "note: no Docker daemon answers, so this plan does not check that the images are "
+            "built and tested"
+        )
+        moving = moving_tags(matrix.variants, default_pythons(args.matrix))
+        repository = args.repository or matrix.project.repository
+        return [
+            PushStep(v, f"{repository}:{v.tag}", "", False, tags_for(v, moving)) for v in variants
+        ]
+    engine.check_engine()
+    return plan_push(matrix, variants, args)
+
+
 def check_tested(steps: Sequence[PushStep], options: PublishOptions, console: Console) -> None:
     """Refuse images that did not pass the tests, unless --untested says otherwise (loudly)."""
     untested = [s for s in steps if not s.tested]
@@ -499,6 +528,7 @@ def print_plan(
     )
     for s in steps:
         mark = "" if s.tested else "  [bold yellow](untested)[/]"
+        mark = mark if s.image_id else "  (not checked: no daemon)"
         console.print(f"  {s.variant.id}: {s.source}{mark}")
         console.print(f"      tags: {', '.join(s.tags)}")
     how = "BAKERY_REGISTRY_USER" if options.credentials else "the Docker credential store"
@@ -616,8 +646,7 @@ def run_push(
     console = err_console()
     options = publish_options(args, credentials)
     matrix, variants = load_selected(args)
-    engine.check_engine()
-    steps = plan_push(matrix, variants, args)
+    steps = _push_steps(matrix, variants, args, options, console)
     print_plan(steps, options, console, "push")
     if options.dry_run:
         return EXIT_OK

@@ -41,8 +41,14 @@ def torch_pins(variant: Variant) -> list[str]:
 
 
 def cuda_arch_list(archs: tuple[str, ...]) -> str:
-    """sm_86 -> 8.6 (the TORCH_CUDA_ARCH_LIST spelling)."""
-    return ";".join(f"{a[3:-1]}.{a[-1]}" for a in archs if a.startswith("sm_"))
+    """sm_86 -> 8.6, sm_100 -> 10.0, sm_90a -> 9.0a (the TORCH_CUDA_ARCH_LIST spelling)."""
+    return ";".join(_cuda_arch(a[3:]) for a in archs if a.startswith("sm_"))
+
+
+def _cuda_arch(number: str) -> str:
+    suffix = "a" if number.endswith("a") else ""
+    digits = number.removesuffix("a")
+    return f"{digits[:-1]}.{digits[-1]}{suffix}"
 
 
 def render_variant(variant: Variant, template_text: str) -> list[RenderedFile]:

@@ -29,12 +29,12 @@ from typing import Any
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from bakery import engine
+from bakery import argtypes, engine
 from bakery.atomicfile import pending_file
 from bakery.builder import detect_host_target
 from bakery.compat import expected_torchvision, python_key
 from bakery.devbox import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
-from bakery.errors import EXIT_OK, GuardError, UsageError
+from bakery.errors import EXIT_OK, GuardError, UsageError, shown
 from bakery.matrix import Variant, load_matrix, select_variants
 from bakery.ui import err_console
 
@@ -120,13 +120,17 @@ class HostEnv:
 def inspect_host_env(path: Path) -> HostEnv:
     """Read what the environment at `path` holds; GuardError if it is not a usable environment."""
     root = path.expanduser().resolve()
+    # A path that is not there is a mistake on the command line (usage), not a guard verdict.
     if not root.exists():
-        raise GuardError(
-            f"host environment {path} does not exist",
+        raise UsageError(
+            f"--host-env {shown(str(path))}: no such folder",
             fix="pass the folder of a virtual environment or conda environment (the one holding bin/python)",
         )
     if not root.is_dir() or not os.access(root, os.R_OK | os.X_OK):
-        raise GuardError(f"host environment {path} is not a readable folder")
+        raise UsageError(
+            f"--host-env {shown(str(path))}: not a readable folder",
+            fix="pass the root folder of the environment (the one holding bin/ and lib/)",
+        )
     python, source = env_python(root)
     site = root / "lib" / f"python{python}" / "site-packages"
     if not site.is_dir() or not os.access(site, os.R_OK | os.X_OK):
@@ -570,7 +574,11 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
         p.add_argument("--force", action="store_true", help="replace an existing --output file")
     else:
         p.add_argument("--name", help="container name (default: bakery-run-<random>)")
-        p.add_argument("--timeout", type=float, help="stop and remove the container after SECONDS")
+        p.add_argument(
+            "--timeout",
+            type=argtypes.seconds(allow_zero=False),
+            help="stop and remove the container after SECONDS",
+        )
         p.add_argument("--dry-run", action="store_true", help="check and print, start nothing")
     p.add_argument("command", nargs="*", help="after --: the command to run in the container")
 

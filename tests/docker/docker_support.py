@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import tarfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -71,3 +74,33 @@ def _open_nested(data: bytes) -> tarfile.TarFile | None:
         return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
     except tarfile.TarError:
         return None
+
+
+@contextlib.contextmanager
+def ctrl_c_when(condition: Callable[[], bool], timeout: float = 600) -> Iterator[list[bool]]:
+    """Send SIGINT to the main thread once `condition` holds, as a terminal's Ctrl+C would.
+
+    Polled from a helper thread; SIGINT goes to the main thread itself (pthread_kill), so its
+    blocking read is interrupted. Yields a list that holds True once the signal was sent.
+    """
+    main_thread = threading.main_thread().ident
+    finished = threading.Event()
+    sent: list[bool] = []
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + timeout
+        while not finished.is_set() and time.monotonic() < deadline:
+            if condition():
+                if main_thread is not None:
+                    signal.pthread_kill(main_thread, signal.SIGINT)
+                    sent.append(True)
+                return
+            finished.wait(0.05)  # poll interval of a deadline-bound wait
+
+    interrupter = threading.Thread(target=interrupt, daemon=True)
+    interrupter.start()
+    try:
+        yield sent
+    finally:
+        finished.set()
+        interrupter.join(timeout=5)

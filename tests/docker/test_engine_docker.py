@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
@@ -11,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import BASE_TAG, pids_running, wait_until, write_dockerfile
+from docker_support import BASE_TAG, ctrl_c_when, pids_running, wait_until, write_dockerfile
 
 from bakery import base, engine
 from bakery.errors import DockerError, EngineMissingError, UsageError
@@ -244,38 +243,86 @@ def test_docker_image_context_maps_a_base_name_to_a_local_image(
 # --- interrupts -----------------------------------------------------------------------------
 
 
-def test_interrupt_stops_the_build_and_propagates(
-    base_image: base.BaseResult, build_dir: Path
-) -> None:
-    # A sleep with a unique duration identifies the RUN's process on this host.
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Python's own Ctrl+C handler, whatever this process inherited.
+
+    A test run started as a background job of a non-interactive shell inherits SIGINT as
+    ignored; Python then installs no handler and a SIGINT is dropped (the build "returned
+    normally"). The product keeps an ignored SIGINT ignored; the test needs the handler.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def sleeper_dockerfile(build_dir: Path) -> str:
+    """A RUN that prints a marker, then sleeps with a duration unique to this test."""
     sleeper = f"sleep 120.{secrets.randbelow(10**6):06d}"
-    write_dockerfile(build_dir, f"FROM {{BASE}}\nRUN echo started; exec {sleeper}\n")
+    write_dockerfile(build_dir, f"FROM {{BASE}}\nRUN echo started-{sleeper[6:]}; exec {sleeper}\n")
+    return sleeper
 
-    finished = threading.Event()
-    started: list[bool] = []
 
-    def interrupt_once_running() -> None:
-        # Ctrl+C on us only: SIGINT to this process once the RUN's sleep exists (or a deadline).
-        deadline_hit = False
-        try:
-            wait_until(lambda: bool(pids_running(sleeper)) or finished.is_set(), 60, "the RUN")
-        except AssertionError:
-            deadline_hit = True
-        started.append(not deadline_hit)
-        if not finished.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
+def marker_logged(spec: engine.BuildSpec, sleeper: str) -> bool:
+    """The RUN's own output reached the build log: the step is running, the sleep follows."""
+    if not spec.log_path.is_file():
+        return False
+    return f"started-{sleeper[6:]}" in spec.log_path.read_text(encoding="utf-8", errors="replace")
 
-    interrupter = threading.Thread(target=interrupt_once_running, daemon=True)
-    interrupter.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            engine.build_image(spec_for(build_dir))
-    finally:
-        finished.set()
-        interrupter.join(timeout=5)
-    assert started == [True], "the RUN never started, so the interrupt proved nothing"
+
+def test_interrupt_stops_the_build_and_propagates(
+    base_image: base.BaseResult, build_dir: Path, default_sigint: None
+) -> None:
+    sleeper = sleeper_dockerfile(build_dir)
+    spec = spec_for(build_dir)
+
+    def running() -> bool:  # Ctrl+C once the RUN runs: its marker is logged, its sleep exists
+        return marker_logged(spec, sleeper) and bool(pids_running(sleeper))
+
+    with ctrl_c_when(running) as sent, pytest.raises(KeyboardInterrupt):
+        engine.build_image(spec)
+    assert sent == [True], "the RUN never started, so the interrupt proved nothing"
     wait_until(lambda: not pids_running(sleeper), 20, "the cancelled RUN to disappear")
     assert not pids_running(str(build_dir)), "a docker buildx process outlived the interrupt"
+
+
+def test_cancel_builds_stops_a_build_running_in_another_thread(
+    base_image: base.BaseResult, build_dir: Path, unique: str, forget_images: Forget
+) -> None:
+    """Ctrl+C reaches only the main thread; builds in worker threads are stopped through cancel."""
+    sleeper = sleeper_dockerfile(build_dir)
+    tag = forget_images(f"trust-input-cancel:{unique}")
+    spec = spec_for(build_dir, tags=(tag,))
+    cancel = threading.Event()
+    outcome: list[BaseException | engine.BuildOutcome] = []
+
+    def build() -> None:
+        try:
+            outcome.append(engine.build_image(spec, cancel=cancel))
+        except BaseException as exc:  # handed to the test below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=build, daemon=True)
+    worker.start()
+    wait_until(lambda: marker_logged(spec, sleeper) and bool(pids_running(sleeper)), 600, "the RUN")
+    engine.cancel_builds(cancel)
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the build went on after cancel_builds"
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], DockerError), outcome
+    wait_until(lambda: not pids_running(sleeper), 20, "the cancelled RUN to disappear")
+    assert engine.inspect_image(tag) is None, "a cancelled build was tagged"
+
+
+def test_a_build_started_after_cancel_stops_at_once(
+    base_image: base.BaseResult, build_dir: Path
+) -> None:
+    sleeper = sleeper_dockerfile(build_dir)
+    cancel = threading.Event()
+    engine.cancel_builds(cancel)
+    with pytest.raises(DockerError):
+        engine.build_image(spec_for(build_dir), cancel=cancel)
+    assert not pids_running(sleeper)
 
 
 # --- containers -----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from slim_support import build_py, refused_before_docker, run_slim
 
 from bakery import slim
-from bakery.errors import EXIT_ENGINE_MISSING, EXIT_GUARD
+from bakery.errors import EXIT_ENGINE_MISSING, EXIT_GUARD, EXIT_USAGE
 
 
 def test_good_env_passes_the_guards_and_reaches_docker(
@@ -83,12 +83,14 @@ def test_cpu_torch_is_refused_for_rocm(
     )
 
 
-def test_missing_path_is_refused(
+def test_missing_path_is_a_usage_error_naming_the_option(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     refused_before_docker(monkeypatch)
-    assert run_slim(tmp_path / "no-such-env", tmp_path, "true") == EXIT_GUARD
-    assert "does not exist" in capsys.readouterr().err
+    assert run_slim(tmp_path / "no-such-env", tmp_path, "true") == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--host-env" in err
+    assert "no such folder" in err
 
 
 def test_compose_refuses_and_writes_nothing(

@@ -16,7 +16,7 @@ import yaml  # type: ignore[import-untyped]  # no stubs installed (types-PyYAML 
 
 from bakery import cli, engine, slim
 from bakery.devbox import GpuAccess, HostUser
-from bakery.errors import EXIT_GUARD, EXIT_USAGE, GuardError, UsageError
+from bakery.errors import EXIT_GUARD, EXIT_USAGE, BakeryError, GuardError, UsageError
 from bakery.matrix import Variant, load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,16 +143,23 @@ def test_reads_torch_build_from_version_py(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("scenario", "expected"),
+    ("scenario", "expected", "error"),
     [
-        pytest.param("missing", "does not exist", id="missing-path"),
-        pytest.param("file", "is not a readable folder", id="a-file"),
-        pytest.param("no-python", "cannot tell which Python", id="no-python-layout"),
-        pytest.param("two-pythons", "several lib/python3.*/site-packages", id="two-pythons"),
-        pytest.param("no-site", "has no readable lib/python3.11/site-packages", id="no-site"),
+        # A path that is not a folder is a command-line mistake: usage code, option named.
+        pytest.param("missing", "--host-env '", UsageError, id="missing-path"),
+        pytest.param("file", "not a readable folder", UsageError, id="a-file"),
+        pytest.param("no-python", "cannot tell which Python", GuardError, id="no-python-layout"),
+        pytest.param(
+            "two-pythons", "several lib/python3.*/site-packages", GuardError, id="two-pythons"
+        ),
+        pytest.param(
+            "no-site", "has no readable lib/python3.11/site-packages", GuardError, id="no-site"
+        ),
     ],
 )
-def test_unusable_paths_are_refused(tmp_path: Path, scenario: str, expected: str) -> None:
+def test_unusable_paths_are_refused(
+    tmp_path: Path, scenario: str, expected: str, error: type[BakeryError]
+) -> None:
     root = tmp_path / "env"
     if scenario == "file":
         root.write_text("")
@@ -164,8 +171,9 @@ def test_unusable_paths_are_refused(tmp_path: Path, scenario: str, expected: str
     elif scenario == "no-site":
         root.mkdir()
         (root / "pyvenv.cfg").write_text("version = 3.11.7\n")
-    with pytest.raises(GuardError) as refused:
+    with pytest.raises(error) as refused:
         slim.inspect_host_env(root)
+    assert type(refused.value) is error
     assert expected in refused.value.render()
 
 
