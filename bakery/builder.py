@@ -82,6 +82,7 @@ class BuildOptions:
     network: str | None = None
     torch_index_urls: Mapping[str, str] = field(default_factory=dict)  # index name -> mirror URL
     no_cache: bool = False
+    bake_file: Path | None = None  # write this host's bake override there instead of building
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="network for RUN steps, e.g. host to reach a mirror on localhost",
     )
+    p.add_argument(
+        "--bake-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write this host's part of the plan (local pip contexts, mapped bases, torch source, "
+        "secret files) as a bake file to use beside docker-bake.json, and build nothing",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
@@ -158,7 +167,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
         repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
         torch_index_urls=parse_torch_index_urls(args.torch_index_url),
-        no_cache=args.no_cache,
+        no_cache=args.no_cache, bake_file=args.bake_file,
     )  # fmt: skip
 
 
@@ -221,12 +230,27 @@ def cmd_build(args: argparse.Namespace) -> int:
     check_rendered(variants, options.root)
     steps = plan_builds(variants, options)
     print_plan(steps, options, console)
+    if options.bake_file is not None:
+        return write_bake_file(steps, options, console)
     if options.dry_run:
         return EXIT_OK
     engine.check_engine()
     steps = prepare_bases(steps, options, console)
     results = run_builds(steps, options, console)
     report_results(results, options, console)
+    return EXIT_OK
+
+
+def write_bake_file(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> int:
+    from bakery.bake import BAKE_FILE, ENV_SECRETS, target_name, write_host_override  # noqa: PLC0415
+
+    path = write_host_override(options.bake_file or Path(), steps, options)
+    names = " ".join(target_name(s.variant.id) for s in steps)
+    console.print(f"wrote {path}; build with:")
+    console.print(f"  docker buildx bake -f {BAKE_FILE} -f {path} {names}")
+    if any(torch_index_for(s.variant, options) != s.variant.index.url for s in steps):
+        console.print(f"  (with {ENV_SECRETS['torch-index']}=<mirror URL> in the environment)")
+    console.print("bake builds skip bakery's torch read-back before tagging: run `build.py test`")
     return EXIT_OK
 
 
@@ -428,20 +452,34 @@ def build_secrets(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildResult:
-    contexts = {f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())}
-    named: dict[str, Path | str] = dict(contexts)
+def named_contexts(step: BuildStep, options: BuildOptions) -> dict[str, Path | str]:
+    """Local pip folders as pip-local-N and a mapped base as docker-image://<ref>."""
+    named: dict[str, Path | str] = {
+        f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())
+    }
     if step.base_context is not None:
         named[step.base_context[0]] = f"docker-image://{step.base_context[1]}"
+    return named
+
+
+def build_spec(
+    step: BuildStep, options: BuildOptions, secrets: tuple[engine.Secret, ...]
+) -> engine.BuildSpec:
+    """What bakery hands to `docker buildx build` for `step` (tags come after verification)."""
+    return engine.BuildSpec(
+        context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
+        build_args=dict(step.build_args), secrets=secrets,
+        build_contexts=named_contexts(step, options), log_path=step.log_path,
+        network=options.network, no_cache=options.no_cache,
+    )  # fmt: skip
+
+
+def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildResult:
     step.log_path.parent.mkdir(parents=True, exist_ok=True)
     mirror = torch_index_for(step.variant, options)
     torch_index = mirror if mirror != step.variant.index.url else None
     with build_secrets(options, torch_index) as secrets:
-        spec = engine.BuildSpec(
-            context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
-            build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
-            log_path=step.log_path, network=options.network, no_cache=options.no_cache,
-        )  # fmt: skip
+        spec = build_spec(step, options, secrets)
         try:
             outcome = engine.build_image(spec, on_step=lambda name: status.update(step, name))
         except DockerError as exc:
