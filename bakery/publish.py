@@ -281,7 +281,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     credentials = take_credentials()
     with _scrubbed(credentials):
-        builder.cmd_build(args)
+        builder.cmd_build(args, credentials)
         if args.dry_run:
             err_console().print("dry run: nothing was built, tested or pushed")
             return EXIT_OK
