@@ -620,7 +620,8 @@ def verify_image(step: BuildStep, image_id: str) -> None:
             "-c",
             f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
         ]
-    result = engine.run_container(image_id, command, timeout=300)
+    # no network: the read-back needs none, and a builder host may have no bridge at all
+    result = engine.run_container(image_id, command, timeout=300, network="none")
     if result.return_code != 0:
         raise GuardError(
             f"{step.image} was built but not tagged: its contents differ from variant {v.id}",
