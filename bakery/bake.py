@@ -107,6 +107,8 @@ def override_targets(steps: Sequence[BuildStep], options: BuildOptions) -> dict[
     targets: dict[str, Any] = {}
     for step in steps:
         target: dict[str, Any] = {"tags": [step.image]}
+        if options.labels:
+            target["labels"] = dict(options.labels)
         if step.build_args:
             target["args"] = dict(step.build_args)
         contexts = named_contexts(step, options)

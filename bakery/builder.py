@@ -46,6 +46,7 @@ from bakery.pipsources import (
     sources_from_flags,
     sources_from_host,
 )
+from bakery.release import OCI, oci_labels, read_revision
 from bakery.render import find_drift, render_variant
 from bakery.ui import err_console
 
@@ -99,6 +100,7 @@ class BuildOptions:
     builder_driver: str = "docker"  # resolved before building when --builder/--cache-to is given
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)  # OCI labels (bakery.release)
 
 
 @dataclass(frozen=True)
@@ -200,8 +202,9 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         pip = PipSources()
     else:
         pip = sources_from_host()
+    root = args.matrix.resolve().parent
     return BuildOptions(
-        root=args.matrix.resolve().parent, jobs=args.jobs, dry_run=args.dry_run, json=args.json,
+        root=root, jobs=args.jobs, dry_run=args.dry_run, json=args.json,
         torch_source=args.torch_source, pip=pip, ca_cert=find_ca_bundle(args.ca_cert),
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
         repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
@@ -209,6 +212,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         no_cache=args.no_cache, bake_file=args.bake_file, builder=args.builder or None,
         cache_from=parse_caches(args.cache_from, "--cache-from"),
         cache_to=parse_caches(args.cache_to, "--cache-to"),
+        labels=oci_labels(root, read_revision(root)),
     )  # fmt: skip
 
 
@@ -471,6 +475,12 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
     console.print(f"{ca}{token}; logs in {options.root / options.log_dir}")
     if options.builder is not None or options.builder_driver != DAEMON_DRIVER:
         console.print(describe_builder(options.builder, options.builder_driver))
+    revision = options.labels.get(f"{OCI}.revision")
+    console.print(
+        f"labels: revision {revision[:12]}, created {options.labels.get(f'{OCI}.created', '?')}"
+        if revision
+        else "labels: no git revision here (not a checkout): no revision/source labels"
+    )
     for flag, caches in (("from", options.cache_from), ("to", options.cache_to)):
         for cache in caches:
             console.print(f"cache {flag} {redact(cache.value)}")
@@ -558,7 +568,7 @@ def build_spec(
     """What bakery hands to `docker buildx build` for `step` (tags come after verification)."""
     return engine.BuildSpec(
         context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
-        build_args=dict(step.build_args), secrets=secrets,
+        build_args=dict(step.build_args), secrets=secrets, labels=dict(options.labels),
         build_contexts=named_contexts(step, options), log_path=step.log_path,
         network=options.network, no_cache=options.no_cache, builder=options.builder,
         cache_from=tuple(c.value for c in options.cache_from),

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -1452,11 +1453,32 @@ def registry_manifest(ref: str, timeout: float = 300.0) -> RegistryManifest:
 def copy_image(source: str, dest: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> None:
     """Copy `source` (a digest reference) to the tag `dest`, registry to registry, no daemon.
 
-    buildx copies the manifest and its blobs byte for byte; a single-platform manifest gets a
-    one-entry index around it (docker/buildx#2481), which the caller verifies.
+    skopeo with --preserve-digests copies the manifest byte for byte, so the tag serves the
+    tested digest itself (`buildx imagetools create` wraps a single-platform manifest in a new
+    one-entry index: docker/buildx#2481). It reads the credentials `docker login` stored.
     """
-    _run_cli(
-        ["buildx", "imagetools", "create", "--tag", dest, source],
-        f"could not copy {source} to {dest}",
-        timeout,
-    )
+    if shutil.which("skopeo") is None:
+        raise EngineMissingError(
+            "skopeo is not installed: promote copies images with it to keep their digests",
+            fix="install it: `apt-get install -y skopeo` (preinstalled on GitHub's Ubuntu runners)",
+        )
+    command = ["skopeo", "copy", "--all", "--preserve-digests", "--retry-times", "0"]
+    command += [f"--src-tls-verify={_tls_verify(source)}", f"--dest-tls-verify={_tls_verify(dest)}"]
+    command += [f"docker://{source}", f"docker://{dest}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"could not copy {source} to {dest}: timed out", command=command) from exc
+    if done.returncode != 0:
+        raise DockerError(
+            f"could not copy {source} to {dest}",
+            command=command,
+            return_code=done.returncode,
+            stderr_tail=tail_lines(done.stderr),
+        )
+
+
+def _tls_verify(ref: str) -> str:
+    """Plain HTTP only to loopback registries (as Docker itself allows), TLS everywhere else."""
+    host = ref.split("/", 1)[0].rsplit(":", 1)[0]
+    return "false" if host in ("localhost", "127.0.0.1", "[::1]") else "true"

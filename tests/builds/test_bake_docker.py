@@ -110,6 +110,7 @@ def test_bake_print_equals_bakery_plan(daemon: None, project: Path, wheels: Path
         assert target.get("args", {}) == as_pairs(flags(argv, "--build-arg")), name
         assert target.get("contexts", {}) == as_pairs(flags(argv, "--build-context")), name
         assert target["tags"] == [image], name
+        assert target.get("labels", {}) == as_pairs(flags(argv, "--label")), name
         ours = secret_sources(flags(argv, "--secret"))
         baked = secret_sources(target["secret"])
         assert set(ours) <= set(baked), name
@@ -141,6 +142,11 @@ def test_plain_bake_builds_the_cpu_slim_variant(
     from bakery import base  # noqa: PLC0415
 
     base.bootstrap_base(base.BaseOptions())  # the local Debian base the plan maps to
+    for argv in (["init", "-q"], ["add", "matrix.toml"],
+                 ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"]):  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(project), *argv], check=True, capture_output=True, timeout=30
+        )
     override = project / ".bakery" / "host.json"
     code = main(["--matrix", str(project / "matrix.toml"), "--variant", SLIM, "--base-map", BASE_MAP,
                  "--no-host-pip", "--repository", repository, "--bake-file", str(override)])  # fmt: skip
@@ -151,5 +157,8 @@ def test_plain_bake_builds_the_cpu_slim_variant(
     info = engine.inspect_image(f"{repository}:{SLIM}")
     assert info is not None, "bake loaded the image into the daemon under bakery's tag"
     assert info.labels["io.bakery.variant"] == SLIM
+    revision = run("git", "rev-parse", "HEAD", cwd=project).stdout.strip()
+    assert info.labels["org.opencontainers.image.revision"] == revision, "OCI labels via bake too"
+    assert info.labels["org.opencontainers.image.created"].endswith("Z")
     result = engine.run_container(f"{repository}:{SLIM}", ["python", "-c", "import sys; print(sys.version_info[:2])"], timeout=120)  # fmt: skip
     assert result.stdout.strip() == "(3, 11)"
