@@ -21,7 +21,9 @@ file an override points at is written with mode 0600 under `.bakery/bake/`.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,12 +126,25 @@ def write_host_override(path: Path, steps: Sequence[BuildStep], options: BuildOp
 
     secrets_dir = options.root / ".bakery" / "bake"
     secrets_dir.mkdir(parents=True, exist_ok=True)
-    pipconf = secrets_dir / "pipconf"
-    write_atomic(pipconf, options.pip.pip_conf())
-    pipconf.chmod(0o600)
+    pipconf = write_private(secrets_dir / "pipconf", options.pip.pip_conf())
     files = {"pipconf": pipconf}
     if options.ca_cert is not None:
         files["ca"] = options.ca_cert
     document = host_override(override_targets(steps, options), files)
     write_atomic(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def write_private(target: Path, content: str) -> Path:
+    """Write atomically with mode 0600 from the start (index URLs may carry credentials)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

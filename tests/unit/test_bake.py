@@ -113,3 +113,10 @@ def test_secrets_appear_by_id_only() -> None:
 )
 def test_target_names_are_valid_bake_names(variant_id: str, name: str) -> None:
     assert target_name(variant_id) == name
+
+
+def test_the_host_pip_configuration_is_written_private(tmp_path: Path) -> None:
+    from bakery.bake import write_private  # noqa: PLC0415
+
+    path = write_private(tmp_path / "pipconf", "[global]\nindex-url = https://u:p@mirror/simple\n")
+    assert path.stat().st_mode & 0o777 == 0o600
