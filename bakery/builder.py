@@ -22,12 +22,21 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from bakery import argtypes, engine
+from bakery.buildkit import (
+    DAEMON_DRIVER,
+    CacheSpec,
+    cache_hosts,
+    check_driver,
+    describe_builder,
+    parse_caches,
+)
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
@@ -37,8 +46,12 @@ from bakery.pipsources import (
     sources_from_flags,
     sources_from_host,
 )
+from bakery.release import OCI, oci_labels, read_revision
 from bakery.render import find_drift, render_variant
 from bakery.ui import err_console
+
+if TYPE_CHECKING:
+    from bakery.publish import Credentials
 
 BUILD_DESCRIPTION = """\
 Build the selected variants with BuildKit (docker buildx, through python-on-whales).
@@ -81,6 +94,12 @@ class BuildOptions:
     network: str | None = None
     torch_index_urls: Mapping[str, str] = field(default_factory=dict)  # index name -> mirror URL
     no_cache: bool = False
+    bake_file: Path | None = None  # write this host's bake override there instead of building
+    builder: str | None = None  # buildx builder instance; None: the current one (as before)
+    builder_driver: str = "docker"  # resolved before building when --builder/--cache-to is given
+    cache_from: tuple[CacheSpec, ...] = ()
+    cache_to: tuple[CacheSpec, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)  # OCI labels (bakery.release)
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,37 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="network for RUN steps, e.g. host to reach a mirror on localhost",
     )
+    p.add_argument(
+        "--builder",
+        default=None,
+        metavar="NAME",
+        help="a buildx builder instance of any driver (docker-container, kubernetes, remote); "
+        "default: the current one. A builder outside the daemon builds with --load",
+    )
+    p.add_argument(
+        "--cache-from",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="import BuildKit cache, as buildx takes it: type=registry,ref=HOST/REPO:TAG | "
+        "type=local,src=DIR | type=gha | a bare reference; repeatable. Registry logins like pushes",
+    )
+    p.add_argument(
+        "--cache-to",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="export BuildKit cache: type=registry,ref=...,mode=max | type=local,dest=DIR | "
+        "type=gha | type=inline (the only one the docker driver can export)",
+    )
+    p.add_argument(
+        "--bake-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write this host's part of the plan (local pip contexts, mapped bases, torch source, "
+        "secret files) as a bake file to use beside docker-bake.json, and build nothing",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
@@ -156,13 +206,17 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         pip = PipSources()
     else:
         pip = sources_from_host()
+    root = args.matrix.resolve().parent
     return BuildOptions(
-        root=args.matrix.resolve().parent, jobs=args.jobs, dry_run=args.dry_run, json=args.json,
+        root=root, jobs=args.jobs, dry_run=args.dry_run, json=args.json,
         torch_source=args.torch_source, pip=pip, ca_cert=find_ca_bundle(args.ca_cert),
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
         repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
         torch_index_urls=parse_torch_index_urls(args.torch_index_url),
-        no_cache=args.no_cache,
+        no_cache=args.no_cache, bake_file=args.bake_file, builder=args.builder or None,
+        cache_from=parse_caches(args.cache_from, "--cache-from"),
+        cache_to=parse_caches(args.cache_to, "--cache-to"),
+        labels=oci_labels(root, read_revision(root)),
     )  # fmt: skip
 
 
@@ -227,7 +281,8 @@ def detect_host_target(dev: Path = Path("/dev")) -> tuple[str, str]:
     return "cpu", f"no {dev}/kfd or {dev}/nvidia* on this host"
 
 
-def cmd_build(args: argparse.Namespace) -> int:
+def cmd_build(args: argparse.Namespace, credentials: Credentials | None = None) -> int:
+    """Build the selection; `credentials` (release passes its own) log in to cache registries."""
     console = err_console()
     if not args.target and not args.variant:
         target, reason = detect_host_target()
@@ -237,14 +292,63 @@ def cmd_build(args: argparse.Namespace) -> int:
     matrix = load_matrix(args.matrix)
     variants = select_variants(matrix, _selection(args))
     check_rendered(variants, options.root)
+    options = resolve_builder(options)
     steps = plan_builds(variants, options)
     print_plan(steps, options, console)
+    if options.bake_file is not None:
+        return write_bake_file(steps, options, console)
     if options.dry_run:
         return EXIT_OK
     engine.check_engine()
     steps = prepare_bases(steps, options, console)
-    results = run_builds(steps, options, console)
+    with cache_logins(options, credentials, console):
+        results = run_builds(steps, options, console)
     report_results(results, options, console)
+    return EXIT_OK
+
+
+def resolve_builder(options: BuildOptions) -> BuildOptions:
+    """Ask buildx for the builder's driver when it matters; refuse what it cannot do."""
+    if options.builder is None and not options.cache_to:
+        return options
+    driver = engine.builder_driver(options.builder or "")
+    check_driver(driver, options.builder or "(current)", options.cache_to)
+    return replace(options, builder_driver=driver)
+
+
+@contextmanager
+def cache_logins(
+    options: BuildOptions, credentials: Credentials | None, console: Console
+) -> Iterator[None]:
+    """Log in to registry caches with BAKERY_REGISTRY_USER/PASSWORD (like pushes); log out after."""
+    from bakery.publish import take_credentials  # noqa: PLC0415 - avoids an import cycle
+
+    hosts = cache_hosts((*options.cache_from, *options.cache_to))
+    if credentials is None and hosts:
+        credentials = take_credentials()
+    if credentials is None or not hosts:
+        yield
+        return
+    try:
+        for host in hosts:
+            engine.login_registry(host, credentials.username, credentials.password)
+            console.print(f"logged in to cache registry {host} as {credentials.username}")
+        yield
+    finally:
+        for host in hosts:
+            engine.logout_registry(host)
+
+
+def write_bake_file(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> int:
+    from bakery.bake import BAKE_FILE, ENV_SECRETS, target_name, write_host_override  # noqa: PLC0415
+
+    path = write_host_override(options.bake_file or Path(), steps, options)
+    names = " ".join(target_name(s.variant.id) for s in steps)
+    console.print(f"wrote {path}; build with:")
+    console.print(f"  docker buildx bake -f {BAKE_FILE} -f {path} {names}")
+    if any(torch_index_for(s.variant, options) != s.variant.index.url for s in steps):
+        console.print(f"  (with {ENV_SECRETS['torch-index']}=<mirror URL> in the environment)")
+    console.print("bake builds skip bakery's torch read-back before tagging: run `build.py test`")
     return EXIT_OK
 
 
@@ -386,6 +490,17 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
         f"CA bundle {options.ca_cert} (BuildKit secret 'ca')" if options.ca_cert else "no CA bundle"
     )
     console.print(f"{ca}; logs in {options.root / options.log_dir}")
+    if options.builder is not None or options.builder_driver != DAEMON_DRIVER:
+        console.print(describe_builder(options.builder, options.builder_driver))
+    revision = options.labels.get(f"{OCI}.revision")
+    console.print(
+        f"labels: revision {revision[:12]}, created {options.labels.get(f'{OCI}.created', '?')}"
+        if revision
+        else "labels: no git revision here (not a checkout): no revision/source labels"
+    )
+    for flag, caches in (("from", options.cache_from), ("to", options.cache_to)):
+        for cache in caches:
+            console.print(f"cache {flag} {redact(cache.value)}")
     if options.dry_run:
         console.print("dry run: nothing was built")
 
@@ -440,22 +555,48 @@ def build_secrets(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def named_contexts(step: BuildStep, options: BuildOptions) -> dict[str, Path | str]:
+    """Local pip folders as pip-local-N and a mapped base as docker-image://<ref>."""
+    named: dict[str, Path | str] = {
+        f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())
+    }
+    if step.base_context is not None:
+        named[familiar_name(step.base_context[0])] = f"docker-image://{step.base_context[1]}"
+    return named
+
+
+def familiar_name(ref: str) -> str:
+    """docker.io/library/debian:x -> debian:x: the spelling both `buildx build` and `buildx bake`
+    match against a FROM line (bake ignores a context named docker.io/library/...)."""
+    for prefix in ("docker.io/library/", "docker.io/"):
+        if ref.startswith(prefix):
+            return ref.removeprefix(prefix)
+    return ref
+
+
+def build_spec(
+    step: BuildStep, options: BuildOptions, secrets: tuple[engine.Secret, ...]
+) -> engine.BuildSpec:
+    """What bakery hands to `docker buildx build` for `step` (tags come after verification)."""
+    return engine.BuildSpec(
+        context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
+        build_args=dict(step.build_args), secrets=secrets, labels=dict(options.labels),
+        build_contexts=named_contexts(step, options), log_path=step.log_path,
+        network=options.network, no_cache=options.no_cache, builder=options.builder,
+        cache_from=tuple(c.value for c in options.cache_from),
+        cache_to=tuple(c.value for c in options.cache_to),
+        load=options.builder_driver != DAEMON_DRIVER,
+    )  # fmt: skip
+
+
 def build_one(
     step: BuildStep, options: BuildOptions, status: _Status, cancel: threading.Event | None = None
 ) -> BuildResult:
-    contexts = {f"pip-local-{i}": d for i, d in enumerate(options.pip.local_dirs())}
-    named: dict[str, Path | str] = dict(contexts)
-    if step.base_context is not None:
-        named[step.base_context[0]] = f"docker-image://{step.base_context[1]}"
     step.log_path.parent.mkdir(parents=True, exist_ok=True)
     mirror = torch_index_for(step.variant, options)
     torch_index = mirror if mirror != step.variant.index.url else None
     with build_secrets(options, torch_index) as secrets:
-        spec = engine.BuildSpec(
-            context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
-            build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
-            log_path=step.log_path, network=options.network, no_cache=options.no_cache,
-        )  # fmt: skip
+        spec = build_spec(step, options, secrets)
         try:
             outcome = engine.build_image(
                 spec, on_step=lambda name: status.update(step, name), cancel=cancel
@@ -507,7 +648,8 @@ def verify_image(step: BuildStep, image_id: str) -> None:
             "-c",
             f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
         ]
-    result = engine.run_container(image_id, command, timeout=300)
+    # no network: the read-back needs none, and a builder host may have no bridge at all
+    result = engine.run_container(image_id, command, timeout=300, network="none")
     if result.return_code != 0:
         raise GuardError(
             f"{step.image} was built but not tagged: its contents differ from variant {v.id}",

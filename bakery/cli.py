@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bakery import __version__
+from bakery.bake import BAKE_FILE, render_bake
 from bakery.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -28,7 +29,7 @@ from bakery.errors import (
     printable,
 )
 from bakery.matrix import Matrix, Selection, Variant, load_matrix, select_variants
-from bakery.render import find_drift, render_matrix, write_rendered
+from bakery.render import RenderedFile, find_drift, render_matrix, write_rendered
 from bakery.ui import err_console, out_console
 
 log = logging.getLogger("bakery")
@@ -172,7 +173,7 @@ def _add_generate(
         "generate",
         parents=parents,
         help="render images/<variant>/ from Dockerfile.in",
-        description="Render Dockerfile.in for every variant into images/<variant>/. --check writes nothing and exits 1 if images/ differs from a fresh render (run it in CI).",
+        description="Render Dockerfile.in for every variant into images/<variant>/, and docker-bake.json (one bake target per variant) beside it. --check writes nothing and exits 1 if images/ differs from a fresh render (run it in CI).",
     )
     p.add_argument("--check", action="store_true", help="fail on drift instead of writing")
     p.add_argument("--template", type=Path, default=Path("Dockerfile.in"))
@@ -310,6 +311,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
     root = args.matrix.resolve().parent
     files = render_matrix(matrix, args.template)
+    files.append(RenderedFile(Path(BAKE_FILE), render_bake(matrix)))  # beside images/
     err = err_console()
     if args.check:
         drift = find_drift(files, root)
@@ -317,10 +319,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             err.print(f"drift: {line}")
         if drift:
             err.print(
-                f"images/ is out of date with {args.matrix} and {args.template}: run `python build.py generate` and commit the result"
+                f"images/ or {BAKE_FILE} is out of date with {args.matrix} and {args.template}: run `python build.py generate` and commit the result"
             )
             return EXIT_FAILED
-        err.print(f"images/ matches a fresh render ({len(matrix.variants)} variants)")
+        err.print(f"images/ and {BAKE_FILE} match a fresh render ({len(matrix.variants)} variants)")
         return EXIT_OK
     changed = write_rendered(files, root)
     for path in changed:

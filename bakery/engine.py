@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tarfile
@@ -91,6 +92,10 @@ class BuildSpec:
     target: str | None = None
     network: str | None = None
     no_cache: bool = False  # ignore BuildKit's cache: every step runs again
+    builder: str | None = None  # a buildx builder instance; None: the CLI's current one
+    cache_from: tuple[str, ...] = ()  # buildx --cache-from values (type=registry,ref=...)
+    cache_to: tuple[str, ...] = ()
+    load: bool = False  # --load: a builder outside the daemon exports the image into it
 
 
 @dataclass(frozen=True)
@@ -420,6 +425,14 @@ def build_command(spec: BuildSpec, metadata_file: Path) -> list[str]:
         command += ["--network", spec.network]
     if spec.no_cache:
         command.append("--no-cache")
+    if spec.builder is not None:
+        command += ["--builder", spec.builder]
+    for value in spec.cache_from:
+        command += ["--cache-from", value]
+    for value in spec.cache_to:
+        command += ["--cache-to", value]
+    if spec.load:
+        command.append("--load")
     for tag in spec.tags:
         command += ["--tag", tag]
     return [*command, str(spec.context)]
@@ -620,7 +633,14 @@ def _read_image_id(metadata_file: Path, spec: BuildSpec, command: Sequence[str])
         ) from exc
     # With the `docker` driver "containerimage.digest" is the image id (the config digest on the
     # classic store, the manifest digest on the containerd store): both are what `inspect` takes.
-    image_id = metadata.get("containerimage.digest")
+    # A builder outside the daemon (--load) reports the manifest digest there; the config digest
+    # is the id the classic store gives the loaded image.
+    keys = ("containerimage.config.digest", "containerimage.digest") if spec.load else ()
+    loaded = [metadata.get(key) for key in keys]
+    image_id = next(
+        (i for i in loaded if isinstance(i, str) and inspect_image(i) is not None),
+        metadata.get("containerimage.digest"),
+    )
     if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
         raise DockerError(
             "the build loaded no image into the daemon (is the active buildx builder the "
@@ -666,6 +686,24 @@ def build_image(
             log_path=spec.log_path,
         )
     return summarize_build(log, image_id, time.monotonic() - started, spec.log_path)
+
+
+def builder_driver(name: str) -> str:
+    """The driver of buildx builder `name` (docker, docker-container, kubernetes, remote)."""
+    try:
+        output = _run_cli(["buildx", "inspect", *([name] if name else [])], f"no builder {name!r}")
+    except DockerError as exc:
+        raise UsageError(
+            f"--builder {name!r}: no such buildx builder",
+            why=exc.stderr_tail,
+            fix="list them with `docker buildx ls`, or create one with "
+            f"`docker buildx create --name {name} --driver docker-container`",
+        ) from exc
+    for line in output.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Driver":
+            return value.strip()
+    raise DockerError(f"`docker buildx inspect {name}` names no driver", stderr_tail=output)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1489,6 +1527,17 @@ def login_registry(registry: str, username: str, password: str, timeout: float =
         )
 
 
+def logout_registry(registry: str, timeout: float = 60.0) -> None:
+    """`docker logout registry`: the stored credential does not outlive the command that used it.
+
+    Best effort: a failed logout is logged, not raised (the work it follows has succeeded).
+    """
+    try:
+        _run_cli(["logout", registry], f"docker logout {registry}", timeout)
+    except BakeryError as exc:
+        LOGGER.warning("could not log out of %s: %s", registry, exc.what)
+
+
 def push_image(ref: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> str:
     """`docker push ref`; return the manifest digest docker reports for what it pushed."""
     output = _run_cli(["image", "push", ref], f"could not push {ref}", timeout)
@@ -1534,11 +1583,32 @@ def registry_manifest(ref: str, timeout: float = 300.0) -> RegistryManifest:
 def copy_image(source: str, dest: str, timeout: float = REGISTRY_TIMEOUT_SECONDS) -> None:
     """Copy `source` (a digest reference) to the tag `dest`, registry to registry, no daemon.
 
-    buildx copies the manifest and its blobs byte for byte; a single-platform manifest gets a
-    one-entry index around it (docker/buildx#2481), which the caller verifies.
+    skopeo with --preserve-digests copies the manifest byte for byte, so the tag serves the
+    tested digest itself (`buildx imagetools create` wraps a single-platform manifest in a new
+    one-entry index: docker/buildx#2481). It reads the credentials `docker login` stored.
     """
-    _run_cli(
-        ["buildx", "imagetools", "create", "--tag", dest, source],
-        f"could not copy {source} to {dest}",
-        timeout,
-    )
+    if shutil.which("skopeo") is None:
+        raise EngineMissingError(
+            "skopeo is not installed: promote copies images with it to keep their digests",
+            fix="install it: `apt-get install -y skopeo` (preinstalled on GitHub's Ubuntu runners)",
+        )
+    command = ["skopeo", "copy", "--all", "--preserve-digests", "--retry-times", "0"]
+    command += [f"--src-tls-verify={_tls_verify(source)}", f"--dest-tls-verify={_tls_verify(dest)}"]
+    command += [f"docker://{source}", f"docker://{dest}"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError(f"could not copy {source} to {dest}: timed out", command=command) from exc
+    if done.returncode != 0:
+        raise DockerError(
+            f"could not copy {source} to {dest}",
+            command=command,
+            return_code=done.returncode,
+            stderr_tail=tail_lines(done.stderr),
+        )
+
+
+def _tls_verify(ref: str) -> str:
+    """Plain HTTP only to loopback registries (as Docker itself allows), TLS everywhere else."""
+    host = ref.split("/", 1)[0].rsplit(":", 1)[0]
+    return "false" if host in ("localhost", "127.0.0.1", "[::1]") else "true"

@@ -53,6 +53,7 @@ from bakery.errors import (
     shown,
 )
 from bakery.matrix import Matrix, Variant
+from bakery.release import Revision, immutable_tags, read_revision
 from bakery.testrun import STATE_FILE, is_tested_record
 from bakery.ui import err_console, out_console
 
@@ -288,7 +289,7 @@ def cmd_release(args: argparse.Namespace) -> int:
 
     credentials = take_credentials()
     with _scrubbed(credentials):
-        builder.cmd_build(args)
+        builder.cmd_build(args, credentials)
         if args.dry_run:
             err_console().print("dry run: nothing was built, tested or pushed")
             return EXIT_OK
@@ -387,10 +388,13 @@ def moving_tags(variants: Iterable[Variant], defaults: Mapping[str, str]) -> dic
     return tags
 
 
-def tags_for(variant: Variant, moving: Mapping[str, str]) -> tuple[str, ...]:
-    """The full tag, then the moving tags that point at `variant`, most specific first."""
+def tags_for(
+    variant: Variant, moving: Mapping[str, str], revision: Revision | None = None
+) -> tuple[str, ...]:
+    """The full tag, the immutable ones (commit, version), then the moving tags, most specific
+    first."""
     mine = sorted((t for t, vid in moving.items() if vid == variant.id), key=lambda t: (-len(t), t))
-    return (variant.tag, *mine)
+    return (variant.tag, *immutable_tags(variant.tag, revision), *mine)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -458,6 +462,7 @@ def plan_push(
     """Each selected variant's local image, whether it passed the tests, and its tags."""
     moving = moving_tags(matrix.variants, default_pythons(args.matrix))
     tested = load_tested(args.matrix.resolve().parent)
+    revision = read_revision(args.matrix.resolve().parent)
     repository = args.repository or matrix.project.repository
     steps, missing = [], []
     for v in variants:
@@ -467,7 +472,9 @@ def plan_push(
             missing.append(f"{source} (python build.py --variant {v.id})")
             continue
         steps.append(
-            PushStep(v, source, info.id, was_tested(tested, info.id, v), tags_for(v, moving))
+            PushStep(
+                v, source, info.id, was_tested(tested, info.id, v), tags_for(v, moving, revision)
+            )
         )
     if missing:
         raise UsageError(
@@ -610,6 +617,20 @@ def log_in(hosts: Iterable[str], options: PublishOptions, console: Console) -> N
         console.print(f"logged in to {host} as {credentials.username}")
 
 
+@contextmanager
+def logged_in(hosts: Iterable[str], options: PublishOptions, console: Console) -> Iterator[None]:
+    """log_in for the block, then `docker logout` of the hosts bakery logged in to: the
+    credential store keeps no token after publishing (a login the user made stays theirs)."""
+    try:
+        log_in(hosts, options, console)
+        yield
+    finally:
+        if options.credentials is not None:
+            for host in sorted(set(hosts)):
+                engine.logout_registry(host)
+                console.print(f"logged out of {host}")
+
+
 def failure(
     exc: DockerError, record: TagRecord, records: Sequence[TagRecord], report: Path
 ) -> DockerError:
@@ -656,8 +677,10 @@ def run_push(
         for s in steps
         for t in s.tags
     ]
-    with _reporting("push", options, records, console):
-        log_in([options.destination.host], options, console)
+    with (
+        _reporting("push", options, records, console),
+        logged_in([options.destination.host], options, console),
+    ):
         for step in steps:
             for record in (r for r in records if r.variant == step.variant.id):
                 push_tag(step, record, options, console)
@@ -734,7 +757,19 @@ def run_promote(
     source = Destination(args.source, options.destination.name)
     matrix, variants = load_selected(args)
     engine.check_engine()
-    log_in([source.host, options.destination.host], options, console)
+    with logged_in([source.host, options.destination.host], options, console):
+        return _promote(args, matrix, variants, source, options, console, on_tag_verified)
+
+
+def _promote(
+    args: argparse.Namespace,
+    matrix: Matrix,
+    variants: Sequence[Variant],
+    source: Destination,
+    options: PublishOptions,
+    console: Console,
+    on_tag_verified: TagHook | None,
+) -> int:
     steps = plan_promote(matrix, variants, args, source, options, console)
     print_plan(steps, options, console, "promote")
     if options.dry_run:
@@ -764,6 +799,7 @@ def plan_promote(
 ) -> list[PushStep]:
     """The digest to copy for each variant: from the push reports, else read from --from."""
     moving = moving_tags(matrix.variants, default_pythons(args.matrix))
+    revision = read_revision(options.root)
     reported = read_push_reports(args.push_report, source) if args.push_report else None
     tested = load_tested(options.root)
     steps, missing = [], []
@@ -785,7 +821,13 @@ def plan_promote(
             image_id = str(served.document().get("config", {}).get("digest", ""))
             is_tested = was_tested(tested, image_id, v) or was_tested(tested, digest, v)
         steps.append(
-            PushStep(v, f"{source.repository}@{digest}", image_id, is_tested, tags_for(v, moving))
+            PushStep(
+                v,
+                f"{source.repository}@{digest}",
+                image_id,
+                is_tested,
+                tags_for(v, moving, revision),
+            )
         )
     if missing:
         raise UsageError(
@@ -855,10 +897,8 @@ def verify_copy(
     served: engine.RegistryManifest,
     inner: engine.RegistryManifest,
 ) -> None:
-    """The tag serves `digest`, or a one-entry index of it; the copy's bytes hash to `digest`."""
-    entries = served.document().get("manifests", [])
-    wraps = len(entries) == 1 and entries[0].get("digest") == digest
-    if inner.digest != digest or not (served.digest == digest or wraps):
+    """The tag serves exactly `digest` (no wrapping index), and the copy's bytes hash to it."""
+    if inner.digest != digest or served.digest != digest:
         record.status, record.error = "failed", f"tag serves {served.digest}, not image {digest}"
         raise GuardError(
             f"{record.ref} does not serve the tested image {digest}",

@@ -65,6 +65,10 @@ def test_push_logs_in_pushes_every_tag_and_verifies_digests(
 
     out, err = capfd.readouterr()
     assert f"logged in to {registry.host} as {USER}" in err
+    assert f"logged out of {registry.host}" in err
+    stored = json.loads((Path(os.environ["DOCKER_CONFIG"]) / "config.json").read_text())
+    assert registry.host not in stored.get("auths", {}), "no token is left after publishing"
+    engine.login_registry(registry.host, USER, env_credentials)  # to read it back here
     assert registry_tags(registry, env_credentials, "lab/bakery") == sorted(CPU_TAGS)
     report = read_report(project)
     assert report["complete"] is True
@@ -223,6 +227,7 @@ def test_promote_copies_the_tested_digests_with_every_tag(
     ])  # fmt: skip
 
     assert code == EXIT_OK
+    engine.login_registry(release.host, USER, env_credentials)  # bakery logged out: read it back
     assert registry_tags(release, env_credentials, "team/bakery") == sorted(CPU_TAGS)
     promoted = {e["tag"]: e for e in json.loads(promote_report.read_text())["tags"]}
     for tag, entry in promoted.items():
@@ -233,6 +238,7 @@ def test_promote_copies_the_tested_digests_with_every_tag(
         assert copy.document()["config"]["digest"] == small_images.ids[entry["variant"]]
         served = engine.registry_manifest(f"{release.host}/team/bakery:{tag}")
         assert served.digest == entry["digest"]
+        assert served.digest == tested_digest, f"{tag}: the promoted tag serves the tested digest"
 
 
 @pytest.mark.docker
@@ -292,3 +298,32 @@ def test_the_password_never_appears_in_output_logs_or_reports(
         assert env_credentials not in text
     assert files_containing(project.root, env_credentials) == []  # reports, test state
     assert "BAKERY_REGISTRY_PASSWORD" not in os.environ  # so no child process saw it
+
+
+@pytest.mark.docker
+def test_push_from_a_checkout_adds_immutable_commit_and_version_tags(
+    project: Project, registry: Registry, env_credentials: str, small_images: SmallImages
+) -> None:
+    import subprocess  # noqa: PLC0415
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(project.root), *args], check=True,
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        return done.stdout.strip()
+
+    git("init", "-q")
+    git("add", project.matrix.name)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "release")
+    git("tag", "v1.4.0")
+    short = git("rev-parse", "HEAD")[:7]
+    mark_tested(project.matrix, [CPU_FULL, CPU_SLIM])
+
+    assert cli.main([*push_argv(project, registry), "--variant", CPU_FULL]) == EXIT_OK
+
+    engine.login_registry(registry.host, USER, env_credentials)  # bakery logged out
+    tags = registry_tags(registry, env_credentials, "lab/bakery")
+    assert f"{CPU_FULL}-{short}" in tags
+    assert f"{CPU_FULL}-v1.4.0" in tags
+    full = engine.registry_manifest(f"{registry.host}/lab/bakery:{CPU_FULL}")
+    pinned = engine.registry_manifest(f"{registry.host}/lab/bakery:{CPU_FULL}-{short}")
+    assert pinned.digest == full.digest

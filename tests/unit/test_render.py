@@ -64,7 +64,7 @@ def test_committed_images_match_a_fresh_render() -> None:
 
 @pytest.fixture
 def project_copy(tmp_path: Path) -> Path:
-    for name in ("matrix.toml", "Dockerfile.in"):
+    for name in ("matrix.toml", "Dockerfile.in", "docker-bake.json"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "images", tmp_path / "images")
     return tmp_path
