@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bakery import engine
+from bakery import engine, interpreters
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
@@ -58,6 +58,9 @@ Behind proxies and air gaps:
                        sources only; index | pypi | local force one
   --base-map FROM=TO   build FROM a mirror or local image instead (e.g. the one `base` makes)
   --bootstrap-base     map Debian bases to a debootstrapped local image, creating it if needed
+  --python-mirror URL|DIR
+                       where uv gets interpreters other than the base's Python (default:
+                       GitHub's python-build-standalone; the plan refuses if unreachable)
   $HF_TOKEN            passed as the BuildKit secret hf_token when set, never as an ARG
 """
 
@@ -82,6 +85,7 @@ class BuildOptions:
     network: str | None = None
     torch_index_urls: Mapping[str, str] = field(default_factory=dict)  # index name -> mirror URL
     no_cache: bool = False
+    python_mirror: str = ""  # URL or folder for uv's interpreter downloads (bakery.interpreters)
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ class BuildStep:
     build_args: Mapping[str, str]
     base_context: tuple[str, str] | None  # (FROM reference, docker-image://replacement)
     log_path: Path
+    interpreter_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -132,6 +137,13 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-host-pip", action="store_true", help="ignore the host's pip config")
     p.add_argument("--base-map", action="append", default=[], metavar="FROM=TO")
     p.add_argument("--bootstrap-base", action="store_true")
+    p.add_argument(
+        "--python-mirror",
+        default="",
+        metavar="URL|DIR",
+        help="a copy of python-build-standalone's releases for Pythons the base lacks; "
+        "a URL is passed as a secret, a folder as a named build context",
+    )
     p.add_argument("--repository", default=None, help="override the matrix's repository")
     p.add_argument("--uid", type=int, default=None, help="uid of the image's user")
     p.add_argument("--gid", type=int, default=None, help="gid of the image's user")
@@ -158,7 +170,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         base_map=parse_base_map(args.base_map), bootstrap_base=args.bootstrap_base,
         repository=args.repository, uid=args.uid, gid=args.gid, network=args.network,
         torch_index_urls=parse_torch_index_urls(args.torch_index_url),
-        no_cache=args.no_cache,
+        no_cache=args.no_cache, python_mirror=args.python_mirror,
     )  # fmt: skip
 
 
@@ -261,6 +273,9 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
             "one mirror URL cannot hold both builds",
             "name the index: --torch-index-url rocm6.3=URL (repeat per index)",
         )
+    interpreter_source = interpreters.check_interpreter_sources(
+        variants, options.python_mirror, options.ca_cert
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     steps = []
     for v in variants:
@@ -277,6 +292,7 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
             image=f"{repository}:{v.tag}", torch_source=source, torch_source_reason=reason,
             build_args=args, base_context=(v.base_ref, mapped) if mapped else None,
             log_path=options.root / options.log_dir / f"{v.id}-{stamp}.log",
+            interpreter_source=interpreter_source,
         ))  # fmt: skip
     return steps
 
@@ -355,6 +371,8 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
         console.print(f"      torch from {s.torch_source}{where}: {s.torch_source_reason}")
         console.print(f"      base {base}")
     console.print(f"pip sources: {redact(options.pip.describe())}")
+    for line in dict.fromkeys(s.interpreter_source for s in steps):
+        console.print(redact(line))
     for folder in options.pip.local_dirs():
         size = folder_size(folder)
         if size > LARGE_CONTEXT:
@@ -401,7 +419,7 @@ def _debian_suite(image: str) -> str:
 
 @contextmanager
 def build_secrets(
-    options: BuildOptions, torch_index: str | None = None
+    options: BuildOptions, torch_index: str | None = None, python_mirror: str | None = None
 ) -> Iterator[tuple[engine.Secret, ...]]:
     """Secret files for one build, in a private temp dir removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="bakery-secrets-"))
@@ -416,6 +434,10 @@ def build_secrets(
             path = tmp / "torch-index"
             path.write_text(torch_index, encoding="utf-8")
             secrets.append(engine.Secret("torch-index", path))
+        if python_mirror is not None:
+            path = tmp / "python-mirror"
+            path.write_text(python_mirror, encoding="utf-8")
+            secrets.append(engine.Secret("python-mirror", path))
         token = os.environ.get("HF_TOKEN")
         if token:
             path = tmp / "hf_token"
@@ -436,7 +458,13 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
     step.log_path.parent.mkdir(parents=True, exist_ok=True)
     mirror = torch_index_for(step.variant, options)
     torch_index = mirror if mirror != step.variant.index.url else None
-    with build_secrets(options, torch_index) as secrets:
+    python_mirror = None
+    if options.python_mirror and interpreters.needs_interpreter(step.variant):
+        python_mirror = interpreters.mirror_secret(options.python_mirror)
+        folder = interpreters.mirror_context(options.python_mirror)
+        if folder is not None:
+            named[interpreters.CONTEXT] = folder
+    with build_secrets(options, torch_index, python_mirror) as secrets:
         spec = engine.BuildSpec(
             context=options.root, dockerfile=options.root / step.dockerfile, tags=(),
             build_args=dict(step.build_args), secrets=secrets, build_contexts=named,
