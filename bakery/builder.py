@@ -29,6 +29,7 @@ from rich.table import Table
 
 from bakery import engine, interpreters
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
+from bakery.localwheels import check_local_wheels
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
     PipSources,
@@ -294,6 +295,7 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
             log_path=options.root / options.log_dir / f"{v.id}-{stamp}.log",
             interpreter_source=interpreter_source,
         ))  # fmt: skip
+    check_local_wheels([s.variant for s in steps if s.torch_source == "local"], options.pip)
     return steps
 
 
