@@ -48,9 +48,19 @@ def mirror_context(mirror: str) -> Path | None:
     return None if not mirror or is_url(mirror) else Path(mirror).resolve()
 
 
+_REACHABLE: dict[tuple[str, Path | None], bool] = {}
+
+
 def download_reachable(ca_cert: Path | None, timeout: float = 5.0) -> bool:
+    key = (DOWNLOAD_URL, ca_cert)
+    if key not in _REACHABLE:
+        _REACHABLE[key] = _answers(DOWNLOAD_URL, ca_cert, timeout)
+    return _REACHABLE[key]
+
+
+def _answers(url: str, ca_cert: Path | None, timeout: float) -> bool:
     context = ssl.create_default_context(cafile=str(ca_cert) if ca_cert else None)
-    request = urllib.request.Request(DOWNLOAD_URL, method="HEAD")
+    request = urllib.request.Request(url, method="HEAD")  # noqa: S310 - DOWNLOAD_URL, https
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=context):  # noqa: S310 - fixed https URL
             return True
