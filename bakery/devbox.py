@@ -468,6 +468,12 @@ def up_options(args: argparse.Namespace) -> UpOptions:
     variant, image, note = choose_variant(variants, repository, _image_exists)
     if note:
         err_console().print(note)
+    from bakery import gpuselect  # noqa: PLC0415 - gpuselect imports this module
+
+    extra_env = gpuselect.parse_env_flags(args.env)
+    gpu, gpu_env = gpuselect.select_gpus(
+        gpu_access(variant.accelerator, args.dev_root), args.gpus, args.dev_root
+    )
     cache_home = user.home / ".cache" if user.home else None
     hf_default = os.environ.get("HF_HOME") or (
         str(cache_home / "huggingface") if cache_home else None
@@ -478,7 +484,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
         image=image,
         workspace=workspace,
         user=user,
-        gpu=gpu_access(variant.accelerator, args.dev_root),
+        gpu=gpu,
         data=parse_data(args.data),
         shm_size=args.shm_size,
         ipc_host=args.ipc_host,
@@ -486,7 +492,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
         pip_cache=_cache_dir(args.pip_cache, cache_home / "pip" if cache_home else None),
         hf_home=_cache_dir(args.hf_home, Path(hf_default) if hf_default else None),
         ca_cert=Path(args.ca_cert).resolve() if args.ca_cert else host_ca_bundle(os.environ),
-        env=MappingProxyType(passthrough_env(os.environ)),
+        env=MappingProxyType({**passthrough_env(os.environ), **gpu_env, **extra_env}),
     )
 
 
@@ -1082,6 +1088,9 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         metavar="PEM",
         help="CA bundle for pip/requests inside (default: $PIP_CERT, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE)",
     )
+    from bakery.gpuselect import add_run_flags  # noqa: PLC0415 - gpuselect imports this module
+
+    add_run_flags(p)
     # Test seam: where device nodes are looked up (tests pass mknod-made nodes).
     p.add_argument("--dev-root", type=Path, default=Path("/dev"), help=argparse.SUPPRESS)
 

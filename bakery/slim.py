@@ -24,8 +24,9 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -34,8 +35,16 @@ from packaging.version import Version
 from bakery import engine
 from bakery.builder import detect_host_target
 from bakery.compat import expected_torchvision, python_key
-from bakery.devbox import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
+from bakery.devbox import (
+    DEFAULT_SHM,
+    GpuAccess,
+    HostUser,
+    gpu_access,
+    invoking_user,
+    parse_user,
+)
 from bakery.errors import EXIT_OK, GuardError, UsageError
+from bakery.gpuselect import add_run_flags, parse_env_flags, select_gpus
 from bakery.matrix import Variant, load_matrix, select_variants
 from bakery.ui import err_console
 
@@ -534,10 +543,13 @@ class SlimPlan:
     command: tuple[str, ...]
     gpu: GpuAccess
     name: str  # the container's (run)
+    extra_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    shm_size: str = DEFAULT_SHM  # the same DataLoader shared memory as `up`
+    ipc_host: bool = False
 
     def environment(self) -> dict[str, str]:
         # The host uid has no home (maybe no passwd entry) in the image: the container's own /tmp.
-        env = {"HOME": "/tmp"}  # noqa: S108
+        env = {"HOME": "/tmp", **self.extra_env}  # noqa: S108
         if self.host_env is not None:
             env["PYTHONPATH"] = self.host_env.container_site_packages
         return env
@@ -564,6 +576,13 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
     )
     p.add_argument("--user", help="container UID:GID (default: the host user's)")
     p.add_argument("--repository", default=None, help="override the matrix's repository")
+    p.add_argument(
+        "--shm-size",
+        default=DEFAULT_SHM,
+        help=f"shared memory for DataLoader workers, as `up` (default: {DEFAULT_SHM})",
+    )
+    p.add_argument("--ipc-host", action="store_true", help="share the host's IPC namespace instead")
+    add_run_flags(p)
     if compose:
         p.add_argument(
             "--output", type=Path, default=Path("compose.yaml"), help="default: %(default)s"
@@ -591,7 +610,8 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
         problems = env_problems(host_env, v)
         if problems:
             raise refuse(host_env, image, problems)
-    gpu = device_access(v)
+    gpu, gpu_env = select_gpus(device_access(v), args.gpus)
+    extra_env = MappingProxyType({**gpu_env, **parse_env_flags(args.env)})
     user = container_user(args.user)
     if host_env is not None:
         gids = [user.gid, *(int(g) for g in gpu.group_add)]
@@ -606,7 +626,10 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
         raise UsageError(f"--workspace {args.workspace} is not a folder")
     command = tuple(args.command) or default_command
     name = getattr(args, "name", None) or f"bakery-run-{uuid.uuid4().hex[:12]}"
-    return SlimPlan(v, image, host_env, workspace, user, command, gpu, name)
+    return SlimPlan(
+        v, image, host_env, workspace, user, command, gpu, name, extra_env,
+        args.shm_size, args.ipc_host,
+    )  # fmt: skip
 
 
 def _split(values: Sequence[str]) -> list[str]:
@@ -725,6 +748,8 @@ def container_spec(plan: SlimPlan) -> engine.ContainerSpec:
         group_add=plan.gpu.group_add,
         gpus=plan.gpu.gpus,
         security_options=plan.gpu.security_options,
+        ipc="host" if plan.ipc_host else None,
+        shm_size=None if plan.ipc_host else plan.shm_size,
     )
 
 
@@ -788,11 +813,25 @@ def compose_document(plan: SlimPlan) -> dict[str, Any]:
         service["group_add"] = list(gpu.group_add)
     if gpu.security_options:
         service["security_opt"] = list(gpu.security_options)
+    if plan.ipc_host:
+        service["ipc"] = "host"
+    else:
+        service["shm_size"] = plan.shm_size
     if gpu.gpus:
-        nvidia = {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
-        service["deploy"] = {"resources": {"reservations": {"devices": [nvidia]}}}
+        service["deploy"] = {"resources": {"reservations": {"devices": [_nvidia_devices(gpu)]}}}
     name = re.sub(r"[^a-z0-9_-]", "-", f"bakery-{plan.variant.id}".lower())
     return {"name": name, "services": {COMPOSE_SERVICE: service}}
+
+
+def _nvidia_devices(gpu: GpuAccess) -> dict[str, Any]:
+    """compose's device reservation: all GPUs, or the ones --gpus named (device_ids)."""
+    spec: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
+    ids = (gpu.gpus or "").strip('"').removeprefix("device=")
+    if ids and ids != "all":
+        spec["device_ids"] = ids.split(",")
+    else:
+        spec["count"] = "all"
+    return spec
 
 
 def render_compose(plan: SlimPlan, output: Path) -> str:
