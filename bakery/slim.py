@@ -272,7 +272,20 @@ def env_problems(env: HostEnv, v: Variant) -> list[str]:
         problems += wheel_tag_problems(env.torch, v)
     problems += torch_problems(env.torch, v)
     problems += torchvision_problems(env.torchvision, env.torch, v)
+    problems += stack_problems(env, v)
     return problems
+
+
+def stack_problems(env: HostEnv, v: Variant) -> list[str]:
+    """A slim image carries no application stack either: the host env must hold it."""
+    missing = [(n, ver) for n, ver in v.stack if find_dist(env.site_packages, n) is None]
+    if not missing:
+        return []
+    pins = " ".join(f"{n}=={ver}" for n, ver in missing)
+    return [
+        f"it lacks the variant's stack package(s) {', '.join(n for n, _ in missing)} "
+        f"(not in {env.site_packages}) — install them into it: pip install {pins}"
+    ]
 
 
 def wheel_tag_problems(torch: TorchInfo, v: Variant) -> list[str]:
@@ -606,21 +619,11 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
     host_env = inspect_host_env(args.host_env) if slim else None
     v = choose_variant(_variants(args, "slim" if slim else "full"), host_env)
     image = f"{args.repository or v.project.repository}:{v.tag}"
-    if host_env is not None:
-        problems = env_problems(host_env, v)
-        if problems:
-            raise refuse(host_env, image, problems)
     gpu, gpu_env = select_gpus(device_access(v), args.gpus)
     extra_env = MappingProxyType({**gpu_env, **parse_env_flags(args.env)})
     user = container_user(args.user)
     if host_env is not None:
-        gids = [user.gid, *(int(g) for g in gpu.group_add)]
-        denied = unreadable_for(paths_to_read(host_env), user.uid, gids)
-        if denied:
-            who = user_text(user)
-            raise refuse(
-                host_env, image, [f"the container user {who} cannot read {p}" for p in denied]
-            )
+        guard_host_env(host_env, v, image, user, gpu)
     workspace = args.workspace.expanduser().resolve()
     if not workspace.is_dir():
         raise UsageError(f"--workspace {args.workspace} is not a folder")
@@ -630,6 +633,20 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
         v, image, host_env, workspace, user, command, gpu, name, extra_env,
         args.shm_size, args.ipc_host,
     )  # fmt: skip
+
+
+def guard_host_env(
+    host_env: HostEnv, v: Variant, image: str, user: HostUser, gpu: GpuAccess
+) -> None:
+    """GuardError unless `host_env` works in `v`'s image for `user` (run, compose and up)."""
+    problems = env_problems(host_env, v)
+    if problems:
+        raise refuse(host_env, image, problems)
+    gids = [user.gid, *(int(g) for g in gpu.group_add)]
+    denied = unreadable_for(paths_to_read(host_env), user.uid, gids)
+    if denied:
+        who = user_text(user)
+        raise refuse(host_env, image, [f"the container user {who} cannot read {p}" for p in denied])
 
 
 def _split(values: Sequence[str]) -> list[str]:
