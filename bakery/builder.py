@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bakery import argtypes, engine
+from bakery import argtypes, engine, interpreters
 from bakery.buildkit import (
     DAEMON_DRIVER,
     CacheSpec,
@@ -38,6 +38,7 @@ from bakery.buildkit import (
     parse_caches,
 )
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
+from bakery.localwheels import check_local_wheels
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
     PipSources,
@@ -71,6 +72,9 @@ Behind proxies and air gaps:
                        sources only; index | pypi | local force one
   --base-map FROM=TO   build FROM a mirror or local image instead (e.g. the one `base` makes)
   --bootstrap-base     map Debian bases to a debootstrapped local image, creating it if needed
+  --python-mirror URL|DIR
+                       where uv gets interpreters other than the base's Python (default:
+                       GitHub's python-build-standalone; the plan refuses if unreachable)
 """
 
 TORCH_SOURCES = ("auto", "index", "pypi", "local")
@@ -100,6 +104,7 @@ class BuildOptions:
     cache_from: tuple[CacheSpec, ...] = ()
     cache_to: tuple[CacheSpec, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)  # OCI labels (bakery.release)
+    python_mirror: str = ""  # URL or folder for uv's interpreter downloads (bakery.interpreters)
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,7 @@ class BuildStep:
     build_args: Mapping[str, str]
     base_context: tuple[str, str] | None  # (FROM reference, docker-image://replacement)
     log_path: Path
+    interpreter_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,13 @@ def add_build_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-host-pip", action="store_true", help="ignore the host's pip config")
     p.add_argument("--base-map", action="append", default=[], metavar="FROM=TO")
     p.add_argument("--bootstrap-base", action="store_true")
+    p.add_argument(
+        "--python-mirror",
+        default="",
+        metavar="URL|DIR",
+        help="a copy of python-build-standalone's releases for Pythons the base lacks; "
+        "a URL is passed as a secret, a folder as a named build context",
+    )
     p.add_argument("--repository", default=None, help="override the matrix's repository")
     p.add_argument("--uid", type=argtypes.user_id, default=None, help="uid of the image's user")
     p.add_argument("--gid", type=argtypes.user_id, default=None, help="gid of the image's user")
@@ -217,6 +230,7 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         cache_from=parse_caches(args.cache_from, "--cache-from"),
         cache_to=parse_caches(args.cache_to, "--cache-to"),
         labels=oci_labels(root, read_revision(root)),
+        python_mirror=args.python_mirror,
     )  # fmt: skip
 
 
@@ -383,6 +397,9 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
             "one mirror URL cannot hold both builds",
             "name the index: --torch-index-url rocm6.3=URL (repeat per index)",
         )
+    interpreter_source = interpreters.check_interpreter_sources(
+        variants, options.python_mirror, options.ca_cert
+    )
     stamp = time.strftime("%Y%m%d-%H%M%S")
     steps = []
     for v in variants:
@@ -399,7 +416,9 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
             image=f"{repository}:{v.tag}", torch_source=source, torch_source_reason=reason,
             build_args=args, base_context=(v.base_ref, mapped) if mapped else None,
             log_path=options.root / options.log_dir / f"{v.id}-{stamp}.log",
+            interpreter_source=interpreter_source,
         ))  # fmt: skip
+    check_local_wheels([s.variant for s in steps if s.torch_source == "local"], options.pip)
     return steps
 
 
@@ -477,6 +496,8 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
         console.print(f"      torch from {s.torch_source}{where}: {s.torch_source_reason}")
         console.print(f"      base {base}")
     console.print(f"pip sources: {redact(options.pip.describe())}")
+    for line in dict.fromkeys(s.interpreter_source for s in steps):
+        console.print(redact(line))
     for folder in options.pip.local_dirs():
         size = folder_size(folder)
         if size > LARGE_CONTEXT:
@@ -533,7 +554,7 @@ def _debian_suite(image: str) -> str:
 
 @contextmanager
 def build_secrets(
-    options: BuildOptions, torch_index: str | None = None
+    options: BuildOptions, torch_index: str | None = None, python_mirror: str | None = None
 ) -> Iterator[tuple[engine.Secret, ...]]:
     """Secret files for one build, in a private temp dir removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="bakery-secrets-"))
@@ -548,6 +569,10 @@ def build_secrets(
             path = tmp / "torch-index"
             path.write_text(torch_index, encoding="utf-8")
             secrets.append(engine.Secret("torch-index", path))
+        if python_mirror is not None:
+            path = tmp / "python-mirror"
+            path.write_text(python_mirror, encoding="utf-8")
+            secrets.append(engine.Secret("python-mirror", path))
         for path in tmp.iterdir():
             path.chmod(0o600)
         yield tuple(secrets)
@@ -562,6 +587,10 @@ def named_contexts(step: BuildStep, options: BuildOptions) -> dict[str, Path | s
     }
     if step.base_context is not None:
         named[familiar_name(step.base_context[0])] = f"docker-image://{step.base_context[1]}"
+    if options.python_mirror and interpreters.needs_interpreter(step.variant):
+        folder = interpreters.mirror_context(options.python_mirror)
+        if folder is not None:
+            named[interpreters.CONTEXT] = folder
     return named
 
 
@@ -595,7 +624,10 @@ def build_one(
     step.log_path.parent.mkdir(parents=True, exist_ok=True)
     mirror = torch_index_for(step.variant, options)
     torch_index = mirror if mirror != step.variant.index.url else None
-    with build_secrets(options, torch_index) as secrets:
+    python_mirror = None
+    if options.python_mirror and interpreters.needs_interpreter(step.variant):
+        python_mirror = interpreters.mirror_secret(options.python_mirror)
+    with build_secrets(options, torch_index, python_mirror) as secrets:
         spec = build_spec(step, options, secrets)
         try:
             outcome = engine.build_image(

@@ -487,6 +487,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
     user = parse_user(args.user) if args.user else invoking_user()
     if not args.target and not args.variant:
         args.target = [_host_target(args.dev_root)]
+    args.flavour = _flavour_for_host_env(args)
     matrix, variants = load_selected(args)
     repository = args.repository or matrix.project.repository
     variant, image, note = choose_variant(variants, repository, _image_exists)
@@ -498,6 +499,13 @@ def up_options(args: argparse.Namespace) -> UpOptions:
             f"note: {', '.join(secret)} hold credentials: not stored in the container; "
             "`enter` and `job` pass them from your environment each time"
         )
+    from bakery import gpuselect  # noqa: PLC0415 - gpuselect imports this module
+
+    gpu, gpu_env = gpuselect.select_gpus(
+        gpu_access(variant.accelerator, args.dev_root), args.gpus, args.dev_root
+    )
+    host_mounts, slim_env = _host_env_mount(args, variant, image, user, gpu)
+    extra_env = {**gpu_env, **slim_env, **gpuselect.parse_env_flags(args.env)}
     cache_home = user.home / ".cache" if user.home else None
     hf_default = os.environ.get("HF_HOME") or (
         str(cache_home / "huggingface") if cache_home else None
@@ -508,16 +516,39 @@ def up_options(args: argparse.Namespace) -> UpOptions:
         image=image,
         workspace=workspace,
         user=user,
-        gpu=gpu_access(variant.accelerator, args.dev_root),
-        data=parse_data(args.data),
+        gpu=gpu,
+        data=(*host_mounts, *parse_data(args.data)),
         shm_size=args.shm_size,
         ipc_host=args.ipc_host,
         memory=args.memory,
         pip_cache=_cache_dir(args.pip_cache, cache_home / "pip" if cache_home else None),
         hf_home=_cache_dir(args.hf_home, Path(hf_default) if hf_default else None),
         ca_cert=Path(args.ca_cert).resolve() if args.ca_cert else host_ca_bundle(os.environ),
-        env=MappingProxyType(stored_env(os.environ)),
+        env=MappingProxyType({**stored_env(os.environ), **extra_env}),
     )
+
+
+def _flavour_for_host_env(args: argparse.Namespace) -> list[str]:
+    """`--slim` selects slim variants; a slim dev container needs --host-env (and vice versa)."""
+    if args.slim and args.host_env is None:
+        raise UsageError("a slim image needs --host-env DIR", fix="name the host env holding torch")
+    if args.host_env is not None and not args.slim:
+        raise UsageError("--host-env is for slim images", fix="add --slim")
+    return ["slim"] if args.slim else list(args.flavour)
+
+
+def _host_env_mount(
+    args: argparse.Namespace, v: Variant, image: str, user: HostUser, gpu: GpuAccess
+) -> tuple[tuple[DataMount, ...], dict[str, str]]:
+    """Slim: the host env read-only at /opt/host-env on PYTHONPATH, after run's guards."""
+    if args.host_env is None:
+        return (), {}
+    from bakery import slim  # noqa: PLC0415 - slim imports this module
+
+    host_env = slim.inspect_host_env(Path(args.host_env))
+    slim.guard_host_env(host_env, v, image, user, gpu)
+    mount = DataMount(host_env.root, slim.HOST_ENV_MOUNT, "ro")
+    return (mount,), {"PYTHONPATH": host_env.container_site_packages}
 
 
 def _host_target(dev: Path) -> str:
@@ -1119,6 +1150,17 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PEM",
         help="CA bundle for pip/requests inside (default: $PIP_CERT, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE)",
+    )
+    from bakery.gpuselect import add_run_flags  # noqa: PLC0415 - gpuselect imports this module
+
+    add_run_flags(p)
+    p.add_argument("--slim", action="store_true", help="the slim flavour, with --host-env")
+    p.add_argument(
+        "--host-env",
+        default=None,
+        metavar="DIR",
+        help="slim: the host venv/conda env holding torch and the stack, mounted read-only "
+        "(checked as `run --slim` checks it)",
     )
     # Test seam: where device nodes are looked up (tests pass mknod-made nodes).
     p.add_argument("--dev-root", type=Path, default=Path("/dev"), help=argparse.SUPPRESS)

@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -27,6 +28,9 @@ from bakery.devbox import HostUser, device_gids, gpu_access, invoking_user
 from bakery.errors import EXIT_FAILED, EXIT_OK, BakeryError
 from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
+
+if TYPE_CHECKING:
+    from bakery.builder import BuildOptions
 
 COMMANDS: tuple[str, ...] = ("doctor",)
 
@@ -355,6 +359,38 @@ def selected_images(
     return variants, args.repository or matrix.project.repository, explicit
 
 
+def check_buildable(
+    variants: Sequence[Variant], options: BuildOptions | None = None
+) -> list[Check]:
+    """Per variant: can this host build it, and from which sources (the build plan's rules).
+    Default options: the host's pip configuration and CA bundle, torch source auto."""
+    from bakery import builder  # noqa: PLC0415 - heavy, used only here
+    from bakery.pipsources import find_ca_bundle, sources_from_host  # noqa: PLC0415
+
+    if options is None:
+        options = builder.BuildOptions(
+            root=Path.cwd(), pip=sources_from_host(), ca_cert=find_ca_bundle(None)
+        )
+    return [_buildable(v, options) for v in variants]
+
+
+def _buildable(v: Variant, options: BuildOptions) -> Check:
+    from bakery import builder, interpreters, localwheels  # noqa: PLC0415
+
+    name = f"buildable {v.id}"
+    try:
+        python = interpreters.check_interpreter_sources([v], "", options.ca_cert)
+        source, reason = builder.choose_torch_source(v, options)
+        if source == "local":
+            localwheels.check_local_wheels([v], options.pip)
+    except BakeryError as exc:
+        # WARN, not FAIL: a host that cannot build a variant may still run it (pulled, loaded).
+        detail = f"not buildable here: {exc.what}" + (f" — {exc.why}" if exc.why else "")
+        return Check(name, WARN, detail, exc.fix)
+    where = f" {options.pip.describe()}" if source == "local" else ""
+    return Check(name, OK, f"torch from {source}{where} ({reason}); {python}")
+
+
 def run_checks(args: argparse.Namespace) -> list[Check]:
     host = host_from_args(args)
     daemon, info = check_daemon()
@@ -375,6 +411,8 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
         check_cgroup(host, info),
     ]
     checks += [check_proxy(host, info), check_ca(host), check_mirrors(info)]
+    if not isinstance(selected, Check):
+        checks += check_buildable(selected[0])
     return checks + image_checks
 
 
@@ -410,7 +448,8 @@ DESCRIPTION = """\
 Check this host for building and running bakery's images, and say how to fix what fails:
 the Docker daemon and its version, buildx, free disk, GPUs (/dev/kfd, /dev/dri and your
 groups; the NVIDIA runtime and whether it works; cgroup notes), proxy and CA settings,
-registry mirrors, and whether the selected images (default: this host's target) exist here.
+registry mirrors, whether the selected images (default: this host's target) exist here, and
+per variant whether this host can build it and from which sources (torch, interpreter).
 
 exit codes: 0 no check failed (warn and skip allowed), 1 a check failed, 2 bad usage.
 --json prints a list of {check, status: ok|warn|fail|skip, detail, fix}.

@@ -31,7 +31,7 @@ from bakery.compat import (
 from bakery.errors import ConfigError, ConfigProblem, SelectionError, shown
 
 FLAVOURS = ("full", "slim")
-TOP_KEYS = ("project", "targets", "stack", "exclude", "include")
+TOP_KEYS = ("project", "targets", "stack", "exclude", "include", "apt_packages")
 PROJECT_KEYS = ("repository", "user", "uid", "gid")
 TARGET_KEYS = (
     "index",
@@ -44,6 +44,7 @@ TARGET_KEYS = (
     "gpu_archs",
     "flavours",
     "env",
+    "apt_packages",
 )
 RULE_KEYS = ("target", "torch", "python", "flavour", "torchvision", "torchaudio")
 STACK_KEYS = ("python", "packages")
@@ -60,6 +61,9 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 ENV_VALUE_RE = re.compile(r"[A-Za-z0-9 _.,:;/=+@%#*!?~^&|<>()\[\]{}'-]*")
 ENV_VALUE_HINT = "letters, digits, spaces and _.,:;/=+@%#*!?~^&|<>()[]{}'- only (no quotes, backslashes, $ or control characters)"
 PACKAGE_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+# Debian policy 5.6.1: lower-case letters, digits, + - . ; at least two characters, starting
+# alphanumeric. The names end up on an apt-get command line.
+APT_PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 ARCH_RE = {"rocm": re.compile(r"gfx[0-9a-f]{3,4}"), "cuda": re.compile(r"sm_[0-9]{2,3}a?")}
 
 
@@ -88,6 +92,7 @@ class Variant:
     env: tuple[tuple[str, str], ...]
     stack: tuple[tuple[str, str], ...]
     project: Project
+    apt_packages: tuple[str, ...] = ()  # matrix apt_packages: global, then the target's
 
     @property
     def tag(self) -> str:
@@ -220,6 +225,7 @@ class _Checker:
     file: str
     problems: list[ConfigProblem] = field(default_factory=list)
     project: Project | None = None
+    apt: tuple[str, ...] = ()
 
     def add(self, key: str, message: str, fix: str = "") -> None:
         self.problems.append(ConfigProblem(self.file, key, message, fix))
@@ -227,6 +233,7 @@ class _Checker:
     def run(self, data: Mapping[str, Any]) -> list[Variant]:
         self.keys(data, TOP_KEYS, "")
         self.project = self.read_project(data.get("project"))
+        self.apt = self.apt_packages(data, "")
         stack_sets = self.read_stack(data.get("stack"))
         targets = self.read_targets(data.get("targets"))
         if self.project is None or self.problems:
@@ -453,6 +460,7 @@ class _Checker:
         archs = self.strings(table, "gpu_archs", path, allow_empty=True)
         flavours = self.strings(table, "flavours", path)
         env = self.env(table.get("env", {}), f"{path}.env")
+        apt = self.apt_packages(table, path)
         if index is not None:
             self.check_target_values(path, index, torch, python, companions, archs, flavours)
         if len(self.problems) != before:
@@ -461,7 +469,30 @@ class _Checker:
             name=name, index=index, base=base or "", base_digest=digest or "",  # type: ignore[arg-type]
             base_python=base_python or "", torch=torch or (), python=python or (),
             companions=companions or (), gpu_archs=archs or (), flavours=flavours or (), env=env,
+            apt_packages=apt,
         )  # fmt: skip
+
+    def apt_packages(self, table: Mapping[str, Any], path: str) -> tuple[str, ...]:
+        """Optional `apt_packages = ["git", "ffmpeg"]`, each a Debian package name."""
+        if "apt_packages" not in table:
+            return ()
+        where = f"{path}.apt_packages" if path else "apt_packages"
+        names = table["apt_packages"]
+        if not isinstance(names, list):
+            self.add(where, f"must be a list of strings, got {_type_name(names)} {names!r}")
+            return ()
+        bad = [
+            (i, n)
+            for i, n in enumerate(names)
+            if not isinstance(n, str) or not APT_PACKAGE_RE.fullmatch(n)
+        ]
+        for i, name in bad:
+            self.add(
+                f"{where}[{i}]",
+                f"invalid Debian package name {name!r}",
+                "lower-case letters, digits and + - . only, at least 2 characters, starting with a letter or digit (e.g. ffmpeg, libgl1)",
+            )
+        return () if bad else tuple(names)
 
     def wheel_index(self, table: Mapping[str, Any], path: str) -> WheelIndex | None:
         indexes = load_pairing().indexes
@@ -625,6 +656,7 @@ class _Checker:
             companions=tuple((n, release.companion(n)) for n in target.companions),
             base=target.base, base_digest=target.base_digest, base_python=target.base_python,
             gpu_archs=target.gpu_archs, env=target.env, stack=stack[0], project=self.project,
+            apt_packages=tuple(dict.fromkeys((*self.apt, *target.apt_packages))),
         )  # fmt: skip
 
     def apply_excludes(self, variants: list[Variant], rules: Any) -> list[Variant]:
@@ -749,6 +781,7 @@ class _Target:
     gpu_archs: tuple[str, ...]
     flavours: tuple[str, ...]
     env: tuple[tuple[str, str], ...]
+    apt_packages: tuple[str, ...] = ()
 
 
 _StackSet = tuple[SpecifierSet, tuple[tuple[str, str], ...]]

@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 ENV_KEYS = (
@@ -177,14 +178,80 @@ def findings(
         return [("no-gpu", _no_gpu_hint(accelerator))]
     if devices["count"] == 0:
         return [("driver-missing", _driver_hint(accelerator, devices))]
-    missing = [a for a in devices["archs"] if a not in build["arch_list"]]
-    if missing:
-        found.append((
-            "arch-not-in-wheel",
-            f"device architecture {', '.join(missing)} is not in this torch build's list "
-            f"{build['arch_list']}; use a torch build for it or set HSA_OVERRIDE_GFX_VERSION",
-        ))  # fmt: skip
+    for arch in dict.fromkeys(devices["archs"]):
+        runs, advice = arch_runs(arch, build["arch_list"], os.environ)
+        if not runs:
+            found.append(("arch-not-in-wheel", _arch_hint(arch, build["arch_list"], advice)))
     return found
+
+
+# ROCm: a wheel's code objects are per exact gfx target. The runtime can be told to treat a GPU
+# as a sibling target of the same family (ROCm/ROCm#2353, #3059; AMD documents
+# HSA_OVERRIDE_GFX_VERSION as an unsupported workaround). Families the override is known for:
+# gfx name prefix -> (target loaded instead, override value).
+HSA_OVERRIDE_FAMILIES = {
+    "gfx103": ("gfx1030", "10.3.0"),  # RDNA2: gfx1031/1032/1034/1035/1036 -> gfx1030
+    "gfx110": ("gfx1100", "11.0.0"),  # RDNA3: gfx1101/1102/1103 -> gfx1100
+}
+
+
+def arch_runs(device: str, arch_list: list[str], env: Mapping[str, str]) -> tuple[bool, str]:
+    """Whether code in a wheel built for `arch_list` runs on `device`; else the fix ("" if none).
+
+    NVIDIA (CUDA C programming guide, "Binary compatibility" and "PTX compatibility"): a cubin
+    for sm_XY runs on any sm_XZ with Z >= Y (same major only); an arch-specific sm_XYa cubin
+    only on sm_XY; PTX (compute_XY) is JIT-compiled on any device of compute capability >= XY.
+    ROCm: exact gfx target, or a documented HSA_OVERRIDE_GFX_VERSION family.
+    """
+    if device in arch_list:
+        return True, ""
+    if device.startswith("sm_"):
+        return _cuda_runs(device, arch_list), ""
+    if device.startswith("gfx"):
+        return _rocm_runs(device, arch_list, env)
+    return False, ""
+
+
+def _cuda_cc(name: str) -> tuple[int, int, str] | None:
+    """'sm_89' -> (8, 9, ''), 'sm_120' -> (12, 0, ''), 'sm_90a' -> (9, 0, 'a')."""
+    digits = name.split("_", 1)[-1]
+    suffix = digits.lstrip("0123456789")
+    digits = digits[: len(digits) - len(suffix)]
+    if len(digits) < 2:
+        return None
+    return int(digits[:-1]), int(digits[-1]), suffix
+
+
+def _cuda_runs(device: str, arch_list: list[str]) -> bool:
+    dev = _cuda_cc(device)
+    if dev is None:
+        return False
+    for entry in arch_list:
+        cc = _cuda_cc(entry)
+        if cc is None:
+            continue
+        if entry.startswith("compute_") and not cc[2] and cc[:2] <= dev[:2]:
+            return True  # PTX JITs forward to any newer device
+        if entry.startswith("sm_") and not cc[2] and cc[0] == dev[0] and cc[1] <= dev[1]:
+            return True  # same-major cubin
+    return False
+
+
+def _rocm_runs(device: str, arch_list: list[str], env: Mapping[str, str]) -> tuple[bool, str]:
+    family = HSA_OVERRIDE_FAMILIES.get(device[:-1])
+    if family is None or family[0] not in arch_list:
+        return False, ""
+    value = family[1]
+    if env.get("HSA_OVERRIDE_GFX_VERSION") == value:
+        return True, ""
+    return False, f"--env HSA_OVERRIDE_GFX_VERSION={value}"
+
+
+def _arch_hint(arch: str, arch_list: list[str], advice: str) -> str:
+    text = f"device architecture {arch} cannot run this torch build (compiled for {arch_list})"
+    if advice:
+        return f"{text}; the runtime can load a sibling target: start the container with {advice}"
+    return f"{text}; use a torch build that lists {arch} (or an older target it can run)"
 
 
 def verdict(
@@ -254,7 +321,14 @@ def probe(accelerator: str) -> dict[str, Any]:
         "env": {k: os.environ[k] for k in ENV_KEYS if k in os.environ},
         "verdict": name,
         "hint": hint,
+        "advice": advice_flags(build, devices),
     }
+
+
+def advice_flags(build: dict[str, Any], devices: dict[str, Any]) -> list[str]:
+    """Flags to paste into `build.py up/run/compose` that make this build run on these GPUs."""
+    flags = [arch_runs(a, build.get("arch_list") or [], os.environ)[1] for a in devices["archs"]]
+    return [f for f in dict.fromkeys(flags) if f]
 
 
 def guard(args: argparse.Namespace) -> list[str]:

@@ -22,8 +22,9 @@ import stat
 import sys
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from packaging.utils import canonicalize_name
@@ -33,8 +34,16 @@ from bakery import argtypes, engine
 from bakery.atomicfile import pending_file
 from bakery.builder import detect_host_target
 from bakery.compat import expected_torchvision, python_key
-from bakery.devbox import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
+from bakery.devbox import (
+    DEFAULT_SHM,
+    GpuAccess,
+    HostUser,
+    gpu_access,
+    invoking_user,
+    parse_user,
+)
 from bakery.errors import EXIT_OK, GuardError, UsageError, shown
+from bakery.gpuselect import add_run_flags, parse_env_flags, select_gpus
 from bakery.matrix import Variant, load_matrix, select_variants
 from bakery.ui import err_console
 
@@ -266,7 +275,20 @@ def env_problems(env: HostEnv, v: Variant) -> list[str]:
         problems += wheel_tag_problems(env.torch, v)
     problems += torch_problems(env.torch, v)
     problems += torchvision_problems(env.torchvision, env.torch, v)
+    problems += stack_problems(env, v)
     return problems
+
+
+def stack_problems(env: HostEnv, v: Variant) -> list[str]:
+    """A slim image carries no application stack either: the host env must hold it."""
+    missing = [(n, ver) for n, ver in v.stack if find_dist(env.site_packages, n) is None]
+    if not missing:
+        return []
+    pins = " ".join(f"{n}=={ver}" for n, ver in missing)
+    return [
+        f"it lacks the variant's stack package(s) {', '.join(n for n, _ in missing)} "
+        f"(not in {env.site_packages}) — install them into it: pip install {pins}"
+    ]
 
 
 def wheel_tag_problems(torch: TorchInfo, v: Variant) -> list[str]:
@@ -537,10 +559,13 @@ class SlimPlan:
     command: tuple[str, ...]
     gpu: GpuAccess
     name: str  # the container's (run)
+    extra_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    shm_size: str = DEFAULT_SHM  # the same DataLoader shared memory as `up`
+    ipc_host: bool = False
 
     def environment(self) -> dict[str, str]:
         # The host uid has no home (maybe no passwd entry) in the image: the container's own /tmp.
-        env = {"HOME": "/tmp"}  # noqa: S108
+        env = {"HOME": "/tmp", **self.extra_env}  # noqa: S108
         if self.host_env is not None:
             env["PYTHONPATH"] = self.host_env.container_site_packages
         return env
@@ -567,6 +592,13 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
     )
     p.add_argument("--user", help="container UID:GID (default: the host user's)")
     p.add_argument("--repository", default=None, help="override the matrix's repository")
+    p.add_argument(
+        "--shm-size",
+        default=DEFAULT_SHM,
+        help=f"shared memory for DataLoader workers, as `up` (default: {DEFAULT_SHM})",
+    )
+    p.add_argument("--ipc-host", action="store_true", help="share the host's IPC namespace instead")
+    add_run_flags(p)
     if compose:
         p.add_argument(
             "--output", type=Path, default=Path("compose.yaml"), help="default: %(default)s"
@@ -595,26 +627,37 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
     host_env = inspect_host_env(args.host_env) if slim else None
     v = choose_variant(_variants(args, "slim" if slim else "full"), host_env)
     image = f"{args.repository or v.project.repository}:{v.tag}"
-    if host_env is not None:
-        problems = env_problems(host_env, v)
-        if problems:
-            raise refuse(host_env, image, problems)
-    gpu = device_access(v)
+    problems = env_problems(host_env, v) if host_env is not None else []
+    if host_env is not None and problems:  # before device access: the env's faults come first
+        raise refuse(host_env, image, problems)
+    gpu, gpu_env = select_gpus(device_access(v), args.gpus)
+    extra_env = MappingProxyType({**gpu_env, **parse_env_flags(args.env)})
     user = container_user(args.user)
     if host_env is not None:
-        gids = [user.gid, *(int(g) for g in gpu.group_add)]
-        denied = unreadable_for(paths_to_read(host_env), user.uid, gids)
-        if denied:
-            who = user_text(user)
-            raise refuse(
-                host_env, image, [f"the container user {who} cannot read {p}" for p in denied]
-            )
+        guard_host_env(host_env, v, image, user, gpu)
     workspace = args.workspace.expanduser().resolve()
     if not workspace.is_dir():
         raise UsageError(f"--workspace {args.workspace} is not a folder")
     command = tuple(args.command) or default_command
     name = getattr(args, "name", None) or f"bakery-run-{uuid.uuid4().hex[:12]}"
-    return SlimPlan(v, image, host_env, workspace, user, command, gpu, name)
+    return SlimPlan(
+        v, image, host_env, workspace, user, command, gpu, name, extra_env,
+        args.shm_size, args.ipc_host,
+    )  # fmt: skip
+
+
+def guard_host_env(
+    host_env: HostEnv, v: Variant, image: str, user: HostUser, gpu: GpuAccess
+) -> None:
+    """GuardError unless `host_env` works in `v`'s image for `user` (run, compose and up)."""
+    problems = env_problems(host_env, v)
+    if problems:
+        raise refuse(host_env, image, problems)
+    gids = [user.gid, *(int(g) for g in gpu.group_add)]
+    denied = unreadable_for(paths_to_read(host_env), user.uid, gids)
+    if denied:
+        who = user_text(user)
+        raise refuse(host_env, image, [f"the container user {who} cannot read {p}" for p in denied])
 
 
 def _split(values: Sequence[str]) -> list[str]:
@@ -733,6 +776,8 @@ def container_spec(plan: SlimPlan) -> engine.ContainerSpec:
         group_add=plan.gpu.group_add,
         gpus=plan.gpu.gpus,
         security_options=plan.gpu.security_options,
+        ipc="host" if plan.ipc_host else None,
+        shm_size=None if plan.ipc_host else plan.shm_size,
     )
 
 
@@ -803,11 +848,25 @@ def compose_document(plan: SlimPlan) -> dict[str, Any]:
         service["group_add"] = list(gpu.group_add)
     if gpu.security_options:
         service["security_opt"] = list(gpu.security_options)
+    if plan.ipc_host:
+        service["ipc"] = "host"
+    else:
+        service["shm_size"] = plan.shm_size
     if gpu.gpus:
-        nvidia = {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
-        service["deploy"] = {"resources": {"reservations": {"devices": [nvidia]}}}
+        service["deploy"] = {"resources": {"reservations": {"devices": [_nvidia_devices(gpu)]}}}
     name = re.sub(r"[^a-z0-9_-]", "-", f"bakery-{plan.variant.id}".lower())
     return {"name": name, "services": {COMPOSE_SERVICE: service}}
+
+
+def _nvidia_devices(gpu: GpuAccess) -> dict[str, Any]:
+    """compose's device reservation: all GPUs, or the ones --gpus named (device_ids)."""
+    spec: dict[str, Any] = {"driver": "nvidia", "capabilities": ["gpu"]}
+    ids = (gpu.gpus or "").strip('"').removeprefix("device=")
+    if ids and ids != "all":
+        spec["device_ids"] = ids.split(",")
+    else:
+        spec["count"] = "all"
+    return spec
 
 
 def render_compose(plan: SlimPlan, output: Path) -> str:

@@ -122,7 +122,7 @@ def test_unreachable_base_without_mapping_is_explained(
         pytest.skip("no Docker daemon answers")
     project = copy_project(tmp_path / "project")
     code = main(["--matrix", str(project / "matrix.toml"), "--variant", CPU_VARIANT, "--no-host-pip",
-                 "--torch-source", "local", "--repository", "bakery-test/nobase"])  # fmt: skip
+                 "--torch-source", "index", "--repository", "bakery-test/nobase"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 3, err[-2000:]
     assert "docker.io/library/debian:bookworm-slim" in err
@@ -135,7 +135,7 @@ def test_stopped_daemon_says_what_to_start(
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")
     code = main(["--matrix", str(ROOT / "matrix.toml"), "--variant", CPU_VARIANT, "--no-host-pip",
-                 "--torch-source", "local", "--base-map", BASE_MAP])  # fmt: skip
+                 "--torch-source", "index", "--base-map", BASE_MAP])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 4, err
     assert "install-engine.sh" in err or "start" in err

@@ -42,6 +42,7 @@ from testsupport import in_ci
 
 from bakery import base, builder, cli, engine
 from bakery.errors import EXIT_GUARD, EXIT_OK
+from bakery.matrix import load_matrix
 
 pytestmark = pytest.mark.docker
 
@@ -89,10 +90,15 @@ def standin(tmp_path: Path) -> Iterator[StandinIndex]:
         index.stop()
 
 
+def test_the_standin_variant_is_shipped() -> None:
+    """The proof builds a variant users get, not one made up for the test."""
+    shipped = {v.id for v in load_matrix(ROOT / "matrix.toml").variants}
+    assert VARIANT in shipped
+
+
 def standin_matrix(real: str, stack: dict[str, str]) -> str:
-    """The real matrix.toml, narrowed: one rocm variant on the base's own Python 3.11
-    (3.10/3.12 would need uv to download an interpreter) and the >=3.11 stack replaced by
-    stand-in packages."""
+    """The real matrix.toml, narrowed to the shipped variant VARIANT (rocm on the base's own
+    Python 3.11: no interpreter download) and the >=3.11 stack replaced by stand-in packages."""
     text = real
     for key, value in (("torch", '["2.9.1"]'), ("python", '["3.11"]'), ("flavours", '["full"]')):
         pattern = re.compile(rf"(\[targets\.rocm\]\n(?:(?!\[).*\n)*?){key} = \[[^\]]*\]")

@@ -70,6 +70,7 @@ def make_env(
     hip: str | None = None,
     torchvision: str | None = None,
     pyvenv: bool = True,
+    stack: bool = True,
 ) -> Path:
     """A stand-in environment laid out like a venv (or, pyvenv=False, like a conda env)."""
     site = root / "lib" / f"python{python}" / "site-packages"
@@ -94,7 +95,14 @@ def make_env(
         )
     if torchvision is not None:
         write_dist(site, "torchvision", torchvision, tags=(f"{cp}-{cp}-manylinux_2_28_x86_64",))
+    if stack:
+        for name in STACK_NAMES:
+            write_dist(site, name, "1.0")
     return root
+
+
+# Every [[stack]] package of the shipped matrix: a slim host env must carry the stack too.
+STACK_NAMES = sorted({n for v in load_matrix(ROOT / "matrix.toml").variants for n, _ in v.stack})
 
 
 def problems_for(
@@ -585,3 +593,24 @@ def test_cli_refuses_an_env_the_container_user_cannot_read(
     argv = ["run", "--slim", "--host-env", str(root), "--target", "cpu", "--user", f"{uid}:{uid}"]
     assert cli.main([*argv, "--matrix", str(ROOT / "matrix.toml")]) == EXIT_GUARD
     assert f"the container user {uid}:{uid} cannot read {root}" in capsys.readouterr().err
+
+
+def test_env_without_the_stack_is_refused_naming_the_missing_packages(tmp_path: Path) -> None:
+    v = VARIANTS["2.13.0-cpu-py3.11-slim"]
+    root = make_env(tmp_path / "env", stack=False)
+    site = root / "lib" / "python3.11" / "site-packages"
+    write_dist(site, "diffusers", "0.42.1")
+    problems = slim.env_problems(slim.inspect_host_env(root), v)
+    (problem,) = problems
+    names = [n for n, _ in v.stack if n != "diffusers"]
+    assert f"lacks the variant's stack package(s) {', '.join(names)}" in problem
+    assert "diffusers," not in problem
+    assert (
+        f"pip install {' '.join(f'{n}=={ver}' for n, ver in v.stack if n != 'diffusers')}"
+        in problem
+    )
+
+
+def test_env_with_the_stack_passes(tmp_path: Path) -> None:
+    v = VARIANTS["2.13.0-cpu-py3.11-slim"]
+    assert slim.env_problems(slim.inspect_host_env(make_env(tmp_path / "env")), v) == []
