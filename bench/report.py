@@ -139,9 +139,12 @@ def section(name: str, bench: dict[str, Any]) -> list[str]:
         ]
         lines.append("")
     lines += [f"- {note}" for note in bench.get("notes", [])]
-    if name == "rebuild" and "baseline_dockerfile" in bench.get("params", {}):
-        lines += ["", "The hand-written baseline Dockerfile:", "", "```dockerfile",
-                  bench["params"]["baseline_dockerfile"].rstrip(), "```"]  # fmt: skip
+    for key, title in (
+        ("baseline_dockerfile", "The tutorial baseline Dockerfile"),
+        ("well_ordered_dockerfile", "The well-ordered baseline Dockerfile"),
+    ):
+        if name == "rebuild" and key in bench.get("params", {}):
+            lines += ["", f"{title}:", "", "```dockerfile", bench["params"][key].rstrip(), "```"]
     lines += ["", f"{bench['seconds']:.0f} s for this benchmark.", ""]
     return lines
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness, layers, report
+from bench import harness, layers, rebuild, report
 from bench.harness import (
     BAKERY,
     BASELINE,
@@ -243,3 +243,28 @@ def test_layers_shadowed_bytes_by_the_layer_that_stored_them() -> None:
     assert fs.shadowed_from(1) == 40  # above the base: only the replaced "tool"
     assert {p: e.layer for p, e in fs.files.items()} == {"base": 1, "tool": 2}
     assert fs.top_hidden(from_layer=1) == [("tool", 40)]
+
+
+def _step_index(dockerfile: str, prefix: str) -> int:
+    lines = dockerfile.splitlines()
+    return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+
+def test_rebuild_baselines_differ_only_in_where_the_code_is_copied() -> None:
+    tutorial = rebuild.handwritten_dockerfile(order=rebuild.TUTORIAL)
+    ordered = rebuild.handwritten_dockerfile(order=rebuild.WELL_ORDERED)
+    code, install = "COPY . /workspace", "RUN --mount=type=secret,id=ca"
+    assert _step_index(tutorial, code) < _step_index(tutorial, install)
+    assert _step_index(ordered, "COPY requirements.txt") < _step_index(ordered, install)
+    assert _step_index(ordered, install) < _step_index(ordered, code)
+    assert "type=cache" not in ordered, "the well-ordered baseline has no cache mounts"
+    body = [ln for ln in ordered.splitlines() if not ln.startswith("#")]
+    assert sorted(body) == sorted(
+        [ln for ln in tutorial.splitlines() if not ln.startswith("#")]
+        + ["COPY requirements.txt /workspace/requirements.txt"]
+    )
+
+
+def test_rebuild_baseline_order_must_be_known() -> None:
+    with pytest.raises(ValueError, match="well-ordered"):
+        rebuild.handwritten_dockerfile(order="random")
