@@ -8,14 +8,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RATIO_MEANING, write_bytes_atomic
+from bench.harness import PARTIAL_SUFFIX, RATIO_MEANING, write_bytes_atomic
 
 SAME_LOW, SAME_HIGH = 0.9, 1.1  # chart: ratios in between are drawn grey ("about the same")
 ORDER = ("rebuild", "variant", "offline", "compression", "waste", "sharing", "enter")
 
 
 def latest(results: Path) -> Path:
-    files = sorted(results.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    files = sorted(
+        (p for p in results.glob("*.json") if not p.name.endswith(PARTIAL_SUFFIX)),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not files:
         raise FileNotFoundError(f"no result files in {results}")
     return files[-1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness, layers, rebuild, report
+from bench import harness, layers, rebuild, report, tools
 from bench.harness import (
     BAKERY,
     BASELINE,
@@ -268,3 +268,58 @@ def test_rebuild_baselines_differ_only_in_where_the_code_is_copied() -> None:
 def test_rebuild_baseline_order_must_be_known() -> None:
     with pytest.raises(ValueError, match="well-ordered"):
         rebuild.handwritten_dockerfile(order="random")
+
+
+def test_a_partial_run_never_replaces_a_complete_result_file(tmp_path: Path) -> None:
+    output = tmp_path / "full-2026-11-29.json"
+    complete = {"schema": harness.SCHEMA, "benchmarks": {"rebuild": {"status": "ok"}}}
+    harness.publish_results(output, complete)
+    before = output.read_bytes()
+    partial = harness.save_progress(output, {"schema": harness.SCHEMA, "benchmarks": {}})
+    assert partial == tmp_path / "full-2026-11-29.partial.json"
+    assert output.read_bytes() == before
+    assert harness.read_results(partial)["benchmarks"] == {}
+    harness.publish_results(output, {**complete, "n": 2})
+    assert harness.read_results(output)["n"] == 2
+    assert not partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full-2026-11-29.json"]
+
+
+def test_report_latest_ignores_partial_files(tmp_path: Path) -> None:
+    harness.write_json_atomic(tmp_path / "quick-1.json", {"schema": harness.SCHEMA})
+    harness.save_progress(tmp_path / "quick-2.json", {"schema": harness.SCHEMA})
+    assert report.latest(tmp_path) == tmp_path / "quick-1.json"
+
+
+@pytest.mark.parametrize(
+    ("found", "complete"),
+    [
+        pytest.param({"a": "ok", "b": "skipped"}, True, id="all-reported"),
+        pytest.param({"a": "ok"}, False, id="one-missing-interrupted"),
+        pytest.param({"a": "ok", "b": "failed"}, False, id="one-failed"),
+        pytest.param({"a": "ok", "b": "pending", "c": "ok"}, True, id="extra-is-fine"),
+    ],
+)
+def test_run_is_complete(found: dict[str, str], complete: bool) -> None:
+    data = {"benchmarks": {name: {"status": status} for name, status in found.items()}}
+    assert harness.run_is_complete(data, ["a", "b"]) is complete
+
+
+def test_disk_shortfalls_name_each_short_folder() -> None:
+    free = {Path("/var/lib/docker"): 5_000_000_000, Path("/root/.cache"): 80_000_000_000}
+    assert tools.disk_shortfalls(free, 20_000_000_000) == [
+        "/var/lib/docker has 5.0 GB free, the run needs 20.0 GB"
+    ]
+    assert tools.disk_shortfalls(free, 1_000_000_000) == []
+
+
+def test_cache_ids_from_buildx_du_verbose() -> None:
+    text = (
+        "ID:\t\tit0xnogcwie5vyj52hi2838q1\nParent:\t\tke5uth492s3oke1nwj5q47dvm\n"
+        "Description:\tmount / from exec /bin/sh -c echo ID: x\n\n"
+        "ID:\t\tsuffh0gqp07g8u92q5gam7ndq*\nType:\t\tsource.local\n"
+    )
+    assert tools.parse_cache_ids(text) == {
+        "it0xnogcwie5vyj52hi2838q1",
+        "suffh0gqp07g8u92q5gam7ndq",
+    }
