@@ -323,3 +323,60 @@ def test_cache_ids_from_buildx_du_verbose() -> None:
         "it0xnogcwie5vyj52hi2838q1",
         "suffh0gqp07g8u92q5gam7ndq",
     }
+
+
+def _result_with(comparisons: list[tuple[str, str, float | None]]) -> dict[str, object]:
+    return {
+        "mode": "quick",
+        "created": "2026-11-29T14:00:00Z",
+        "benchmarks": {
+            "rebuild": {
+                "status": "ok",
+                "comparisons": [
+                    {"name": name, "unit": unit, "ratio": r} for name, unit, r in comparisons
+                ],
+            },
+            "variant": {
+                "status": "failed",
+                "comparisons": [{"name": "x", "unit": "s", "ratio": 9}],
+            },
+        },
+    }
+
+
+def test_chart_has_one_panel_per_unit_in_a_fixed_order() -> None:
+    data = _result_with(
+        [("new layer bytes", "B", 3.0), ("steps re-run", "steps", 1.0), ("wall", "s", 0.5),
+         ("layers shared", "layers", 2.0), ("no ratio", "s", None)]
+    )  # fmt: skip
+    rows = report.chart_rows(data)
+    assert list(rows) == ["seconds", "bytes", "counts"]
+    assert rows["seconds"] == [("rebuild: wall", 0.5)]
+    assert [r for _, r in rows["counts"]] == [1.0, 2.0]
+
+
+def test_chart_labels_wrap_and_panels_without_bars_are_left_out() -> None:
+    long_name = "rebuild wall time (vs well-ordered Dockerfile) on a loaded machine"
+    rows = report.chart_rows(_result_with([(long_name, "s", 2.0)]))
+    assert list(rows) == ["seconds"]
+    label = rows["seconds"][0][0]
+    assert "\n" in label
+    assert all(len(line) <= report.LABEL_WIDTH for line in label.splitlines())
+
+
+@pytest.mark.parametrize("ratios", [[1.0], [0.12, 1.0, 12815.0], [0.9, 1.1]])
+def test_every_bar_has_length_including_one(ratios: list[float]) -> None:
+    floor = report.axis_floor(ratios)
+    assert floor < min(ratios)
+    assert floor < 1.0
+    for r in ratios:
+        left, width = report.bar_span(r, floor)
+        assert left == floor
+        assert left + width == pytest.approx(r)
+        assert width > 0
+
+
+def test_chart_png_renders_a_png() -> None:
+    pytest.importorskip("matplotlib", reason="the chart needs the bench extra (matplotlib)")
+    png = report.chart_png(_result_with([("wall", "s", 1.0), ("bytes", "B", 2.0)]))
+    assert png.startswith(b"\x89PNG")
