@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bakery import engine
+from bakery import engine, verified
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
@@ -447,9 +447,10 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
         except DockerError as exc:
             raise as_guard_error(step, exc) from exc
     status.update(step, "verifying the image")
-    verify_image(step, outcome.image_id)
-    engine.tag_image(outcome.image_id, step.image)
     info = engine.inspect_image(outcome.image_id)
+    if not verify_once(step, outcome, info, options.root):
+        status.update(step, "verified before: only the code layer is new")
+    engine.tag_image(outcome.image_id, step.image)
     status.update(step, "done")
     return BuildResult(
         step=step, image_id=outcome.image_id, size=info.size if info else 0,
@@ -473,22 +474,42 @@ def as_guard_error(step: BuildStep, exc: DockerError) -> BakeryError:
     )
 
 
-def verify_image(step: BuildStep, image_id: str) -> None:
-    """Read the versions back from the built image; refuse to tag on any difference."""
+def verify_once(
+    step: BuildStep, outcome: engine.BuildOutcome, info: engine.ImageInfo | None, root: Path
+) -> bool:
+    """Read the stack back unless only code steps ran over layers already read back and found
+    right (bakery.verified); True when it ran."""
+    command = verify_command(step)
+    key = verified.verification_key(step.variant.id, command, info) if info else ""
+    if info and verified.reusable(verified.load_records(root), key, info.layers, outcome.steps_run):
+        return False
+    verify_image(step, outcome.image_id)
+    if info:
+        verified.remember(root, key, info.layers)
+    return True
+
+
+def verify_command(step: BuildStep) -> list[str]:
+    """The read-back: the torch guard (full) or the Python version (slim), run in the image."""
     v = step.variant
     if v.flavour == "full":
-        command = [
+        return [
             "bakery-probe", "guard", "--torch", v.torch, "--accelerator", v.accelerator,
             "--accelerator-version", v.index.version, "--local", v.index.local,
             "--source", step.torch_source,
             *(f"--companion={n}={ver}" for n, ver in v.companions),
         ]  # fmt: skip
-    else:
-        command = [
-            "python",
-            "-c",
-            f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
-        ]
+    return [
+        "python",
+        "-c",
+        f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
+    ]
+
+
+def verify_image(step: BuildStep, image_id: str) -> None:
+    """Read the versions back from the built image; refuse to tag on any difference."""
+    v = step.variant
+    command = verify_command(step)
     result = engine.run_container(image_id, command, timeout=300)
     if result.return_code != 0:
         raise GuardError(
