@@ -449,7 +449,7 @@ def build_one(step: BuildStep, options: BuildOptions, status: _Status) -> BuildR
     status.update(step, "verifying the image")
     info = engine.inspect_image(outcome.image_id)
     if not verify_once(step, outcome, info, options.root):
-        status.update(step, "verified before: only the code layer is new")
+        status.update(step, REUSED)
     engine.tag_image(outcome.image_id, step.image)
     status.update(step, "done")
     return BuildResult(
@@ -472,6 +472,9 @@ def as_guard_error(step: BuildStep, exc: DockerError) -> BakeryError:
         found,
         f"a later pip step or the wrong index replaced it; pin it in the stack or fix the sources (log: {step.log_path})",
     )
+
+
+REUSED = "read-back reused: only the code layers are new over layers already verified"
 
 
 def verify_once(
@@ -534,7 +537,7 @@ class _Status:
             self._state[step.variant.id] = (text, started or time.monotonic())
             if self._live is not None:
                 self._live.update(self.render())
-            elif not self._console.is_terminal and text in ("done", "verifying the image"):
+            elif not self._console.is_terminal and text in ("done", "verifying the image", REUSED):
                 self._console.print(f"{step.variant.id}: {text}")
 
     def render(self) -> Table:
