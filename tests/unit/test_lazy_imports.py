@@ -38,6 +38,10 @@ print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
         pytest.param(["list", "--json"], id="list-json"),
         pytest.param(["generate", "--check"], id="generate-check"),
         pytest.param(["enter", "--help"], id="enter-help"),
+        pytest.param(
+            ["--variant", "2.13.0-cpu-py3.11", "--torch-source", "local", "--dry-run"],
+            id="build-dry-run",
+        ),
     ],
 )
 def test_command_imports_no_docker_client_library(argv: list[str]) -> None:
