@@ -341,6 +341,48 @@ def folder_size(folder: Path) -> int:
     return total
 
 
+SOURCE_SIZES = Path(".bakery") / "source-sizes.json"
+
+
+def folder_stamp(folder: Path) -> list[int]:
+    """Modification times of `folder` and its direct subfolders: adding, removing or renaming a
+    wheel (find-links) or a project's file (a simple index, one folder per project) moves one."""
+    stamps = [folder.stat().st_mtime_ns]
+    with os.scandir(folder) as entries:
+        stamps += sorted(e.stat().st_mtime_ns for e in entries if e.is_dir(follow_symlinks=False))
+    return stamps
+
+
+def remembered_folder_size(folder: Path, cache: Path) -> int:
+    """folder_size, walked again only when folder_stamp changed: a multi-GB local index took
+    seconds to walk on every build (issue 17)."""
+    try:
+        stamp = folder_stamp(folder)
+    except OSError:
+        return folder_size(folder)
+    try:
+        records = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        records = {}
+    if not isinstance(records, dict):
+        records = {}
+    seen = records.get(str(folder))
+    if isinstance(seen, dict) and seen.get("stamp") == stamp:
+        return int(seen.get("size", 0))
+    size = folder_size(folder)
+    records[str(folder)] = {"stamp": stamp, "size": size}
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(records), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # no cache: the next build walks the folder again
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
+
+
 def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> None:
     console.print(f"build plan: {len(steps)} variant(s), {options.jobs} at a time")
     for s in steps:
@@ -356,7 +398,7 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
         console.print(f"      base {base}")
     console.print(f"pip sources: {redact(options.pip.describe())}")
     for folder in options.pip.local_dirs():
-        size = folder_size(folder)
+        size = remembered_folder_size(folder, options.root / SOURCE_SIZES)
         if size > LARGE_CONTEXT:
             console.print(
                 f"warning: local pip source {folder} holds {size / 1e9:.1f} GB; BuildKit copies a "
