@@ -268,11 +268,8 @@ def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
 
     if not engine.daemon_answers(timeout=5):
         return dict.fromkeys((v.id for v in variants), None)
-    sizes: dict[str, int | None] = {}
-    for v in variants:
-        info = engine.inspect_image(v.image)
-        sizes[v.id] = info.size if info is not None else None
-    return sizes
+    by_image = engine.image_sizes([v.image for v in variants])
+    return {v.id: by_image.get(v.image) for v in variants}
 
 
 def cmd_list(args: argparse.Namespace) -> int:
