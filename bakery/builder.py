@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -28,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bakery import argtypes, engine, interpreters
+from bakery import argtypes, engine, interpreters, verified
 from bakery.buildkit import (
     DAEMON_DRIVER,
     CacheSpec,
@@ -37,7 +36,7 @@ from bakery.buildkit import (
     describe_builder,
     parse_caches,
 )
-from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError
+from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError, redact
 from bakery.localwheels import check_local_wheels
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
@@ -254,25 +253,6 @@ def torch_index_for(v: Variant, options: BuildOptions) -> str:
     )
 
 
-# Up to the last "@" of a URL: a password may hold a raw "@" or "/" (over-redacting a path that
-# holds an "@" is the safe mistake).
-_USERINFO = re.compile(r"(://)\S*@")
-# Query parameters that carry credentials: ?token=, &access_token=, &api_key=, &password=, ...
-_SECRET_PARAM = re.compile(
-    r"([?&;][^=&#\s]*(?:token|key|secret|passw|pwd|sig|auth|credential)[^=&#\s]*=)[^&#\s]*",
-    re.IGNORECASE,
-)
-
-
-def redact(text: str) -> str:
-    """URLs with their credentials starred (plans and logs never show secrets).
-
-    https://user:token@host/path -> https://***@host/path;
-    https://host/simple?token=abc&x=1 -> https://host/simple?token=***&x=1.
-    """
-    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
-
-
 def parse_base_map(values: Sequence[str]) -> dict[str, str]:
     result = {}
     for value in values:
@@ -482,6 +462,48 @@ def folder_size(folder: Path) -> int:
     return total
 
 
+SOURCE_SIZES = Path(".bakery") / "source-sizes.json"
+
+
+def folder_stamp(folder: Path) -> list[int]:
+    """Modification times of `folder` and its direct subfolders: adding, removing or renaming a
+    wheel (find-links) or a project's file (a simple index, one folder per project) moves one."""
+    stamps = [folder.stat().st_mtime_ns]
+    with os.scandir(folder) as entries:
+        stamps += sorted(e.stat().st_mtime_ns for e in entries if e.is_dir(follow_symlinks=False))
+    return stamps
+
+
+def remembered_folder_size(folder: Path, cache: Path) -> int:
+    """folder_size, walked again only when folder_stamp changed: a multi-GB local index took
+    seconds to walk on every build (issue 17)."""
+    try:
+        stamp = folder_stamp(folder)
+    except OSError:
+        return folder_size(folder)
+    try:
+        records = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        records = {}
+    if not isinstance(records, dict):
+        records = {}
+    seen = records.get(str(folder))
+    if isinstance(seen, dict) and seen.get("stamp") == stamp:
+        return int(seen.get("size", 0))
+    size = folder_size(folder)
+    records[str(folder)] = {"stamp": stamp, "size": size}
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(records), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # no cache: the next build walks the folder again
+    finally:
+        tmp.unlink(missing_ok=True)
+    return size
+
+
 def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> None:
     console.print(f"build plan: {len(steps)} variant(s), {options.jobs} at a time")
     for s in steps:
@@ -499,7 +521,7 @@ def print_plan(steps: Sequence[BuildStep], options: BuildOptions, console: Conso
     for line in dict.fromkeys(s.interpreter_source for s in steps):
         console.print(redact(line))
     for folder in options.pip.local_dirs():
-        size = folder_size(folder)
+        size = remembered_folder_size(folder, options.root / SOURCE_SIZES)
         if size > LARGE_CONTEXT:
             console.print(
                 f"warning: local pip source {folder} holds {size / 1e9:.1f} GB; BuildKit copies a "
@@ -637,10 +659,11 @@ def build_one(
             raise as_guard_error(step, exc) from exc
     _check_not_cancelled(step, cancel)
     status.update(step, "verifying the image")
-    verify_image(step, outcome.image_id)
+    info = engine.inspect_image(outcome.image_id)
+    if not verify_once(step, outcome, info, options.root):
+        status.update(step, REUSED)
     _check_not_cancelled(step, cancel)
     engine.tag_image(outcome.image_id, step.image)
-    info = engine.inspect_image(outcome.image_id)
     status.update(step, "done")
     return BuildResult(
         step=step, image_id=outcome.image_id, size=info.size if info else 0,
@@ -664,22 +687,45 @@ def as_guard_error(step: BuildStep, exc: DockerError) -> BakeryError:
     )
 
 
-def verify_image(step: BuildStep, image_id: str) -> None:
-    """Read the versions back from the built image; refuse to tag on any difference."""
+REUSED = "read-back reused: only the code layers are new over layers already verified"
+
+
+def verify_once(
+    step: BuildStep, outcome: engine.BuildOutcome, info: engine.ImageInfo | None, root: Path
+) -> bool:
+    """Read the stack back unless only code steps ran over layers already read back and found
+    right (bakery.verified); True when it ran."""
+    command = verify_command(step)
+    key = verified.verification_key(step.variant.id, command, info) if info else ""
+    if info and verified.reusable(verified.load_records(root), key, info.layers, outcome.steps_run):
+        return False
+    verify_image(step, outcome.image_id)
+    if info:
+        verified.remember(root, key, info.layers)
+    return True
+
+
+def verify_command(step: BuildStep) -> list[str]:
+    """The read-back: the torch guard (full) or the Python version (slim), run in the image."""
     v = step.variant
     if v.flavour == "full":
-        command = [
+        return [
             "bakery-probe", "guard", "--torch", v.torch, "--accelerator", v.accelerator,
             "--accelerator-version", v.index.version, "--local", v.index.local,
             "--source", step.torch_source,
             *(f"--companion={n}={ver}" for n, ver in v.companions),
         ]  # fmt: skip
-    else:
-        command = [
-            "python",
-            "-c",
-            f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
-        ]
+    return [
+        "python",
+        "-c",
+        f"import sys; sys.exit(sys.version_info[:2] != {tuple(int(p) for p in v.python.split('.'))})",
+    ]
+
+
+def verify_image(step: BuildStep, image_id: str) -> None:
+    """Read the versions back from the built image; refuse to tag on any difference."""
+    v = step.variant
+    command = verify_command(step)
     # no network: the read-back needs none, and a builder host may have no bridge at all
     result = engine.run_container(image_id, command, timeout=300, network="none")
     if result.return_code != 0:
@@ -705,7 +751,7 @@ class _Status:
             self._state[step.variant.id] = (text, started or time.monotonic())
             if self._live is not None:
                 self._live.update(self.render())
-            elif not self._console.is_terminal and text in ("done", "verifying the image"):
+            elif not self._console.is_terminal and text in ("done", "verifying the image", REUSED):
                 self._console.print(f"{step.variant.id}: {text}")
 
     def render(self) -> Table:

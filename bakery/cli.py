@@ -58,8 +58,16 @@ Run `python build.py COMMAND --help` for a command's options.
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, exec_enter: bool = False) -> int:
+    """Run one command. `exec_enter` (the entry points only): `enter` on a running dev container
+    replaces this process with `docker exec` instead of running it as a child."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if exec_enter and args_list[:1] == ["enter"]:
+        from bakery.devbox import enter_fast  # noqa: PLC0415 - the fast path skips the full CLI
+
+        fast = enter_fast(args_list[1:])
+        if fast is not None:
+            return fast
     parser = build_parser()
     args = parser.parse_args(_with_default_command(args_list))
     _setup_logging(args.debug)
@@ -81,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def main_exit() -> None:
     """Console-script entry point."""
-    sys.exit(main())
+    sys.exit(main(exec_enter=True))
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
@@ -276,11 +284,8 @@ def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
 
     if not engine.daemon_answers(timeout=5):
         return dict.fromkeys((v.id for v in variants), None)
-    sizes: dict[str, int | None] = {}
-    for v in variants:
-        info = engine.inspect_image(v.image)
-        sizes[v.id] = info.size if info is not None else None
-    return sizes
+    by_image = engine.image_sizes([v.image for v in variants])
+    return {v.id: by_image.get(v.image) for v in variants}
 
 
 def cmd_list(args: argparse.Namespace) -> int:

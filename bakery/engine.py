@@ -35,13 +35,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any
-
-from python_on_whales import DockerClient
-from python_on_whales.client_config import ClientNotFoundError
-from python_on_whales.exceptions import DockerException, NoSuchContainer, NoSuchImage
+from typing import IO, TYPE_CHECKING, Any
 
 from bakery.errors import BakeryError, DockerError, EngineMissingError, UsageError
+
+if TYPE_CHECKING:
+    # python-on-whales (and pydantic under it) takes about a second to import on a loaded
+    # machine: only functions that call it import it, so `list`, `generate` and `enter` on a
+    # running container never pay for it (issue 17).
+    from python_on_whales import DockerClient
+    from python_on_whales.exceptions import DockerException
 
 LOGGER = logging.getLogger(__name__)
 
@@ -169,15 +172,21 @@ def connected(host: str | None) -> Iterator[None]:
 
 
 def _docker() -> DockerClient:
+    from python_on_whales import DockerClient  # noqa: PLC0415 - see TYPE_CHECKING above
+
     return DockerClient(host=_CONNECTION.host)
 
 
 def _docker_command() -> list[str]:
-    """The CLI prefix python-on-whales uses (binary path and global options)."""
-    try:
-        return [str(part) for part in _docker().client_config.docker_cmd]
-    except ClientNotFoundError as exc:
-        raise _binary_missing(exc) from exc
+    """The CLI prefix python-on-whales uses: the binary's path, then `--host` when connected.
+
+    Built here, not read from python-on-whales' ClientConfig.docker_cmd, so plain CLI calls do
+    not import it; tests/unit/test_engine_unit.py checks both agree.
+    """
+    binary = shutil.which("docker")
+    if binary is None:
+        raise _binary_missing(FileNotFoundError("The binary 'docker' could not be found on PATH"))
+    return [binary, *(["--host", _CONNECTION.host] if _CONNECTION.host is not None else [])]
 
 
 def _binary_missing(exc: Exception) -> EngineMissingError:
@@ -232,6 +241,9 @@ def _translate(exc: DockerException, what: str, fix: str = "") -> BakeryError:
 @contextlib.contextmanager
 def _docker_errors(what: str, fix: str = "") -> Iterator[None]:
     """Turn python-on-whales' exceptions raised inside the block into bakery errors."""
+    from python_on_whales.client_config import ClientNotFoundError  # noqa: PLC0415
+    from python_on_whales.exceptions import DockerException  # noqa: PLC0415
+
     try:
         yield
     except ClientNotFoundError as exc:
@@ -279,14 +291,19 @@ def daemon_answers(timeout: float = 20.0) -> bool:
 
 
 def check_engine() -> EngineInfo:
-    """Versions of the client, the daemon and buildx; EngineMissingError if any is unusable."""
-    docker = _docker()
-    with _docker_errors("could not read the Docker versions", fix=INSTALL_FIX):
-        version = docker.version()
-        buildx_text = docker.buildx.version()
-    server = version.server
-    if server is None or not server.version:
+    """Versions of the client, the daemon and buildx; EngineMissingError if any is unusable.
+
+    Plain CLI calls: every build starts here, and python-on-whales' import alone took a second.
+    """
+    text = _run_cli(["version", "--format", "{{json .}}"], "could not read the Docker versions")
+    try:
+        version = json.loads(text)
+    except ValueError:
+        version = {}
+    server = version.get("Server") or {}
+    if not server.get("Version"):
         raise EngineMissingError("no Docker daemon answered `docker version`", fix=INSTALL_FIX)
+    buildx_text = _run_cli(["buildx", "version"], "could not read the buildx version")
     buildx = parse_version(buildx_text)
     if buildx < MIN_BUILDX:
         raise EngineMissingError(
@@ -294,11 +311,11 @@ def check_engine() -> EngineInfo:
             why=f"bakery needs buildx >= {MIN_BUILDX[0]}.{MIN_BUILDX[1]}",
             fix=INSTALL_FIX,
         )
-    client = version.client
+    client = version.get("Client") or {}
     return EngineInfo(
-        client_version=(client.version if client and client.version else "unknown"),
-        server_version=server.version,
-        api_version=server.api_version or "unknown",
+        client_version=str(client.get("Version") or "unknown"),
+        server_version=str(server["Version"]),
+        api_version=str(server.get("ApiVersion") or "unknown"),
         buildx_version=".".join(str(part) for part in buildx),
         host=_CONNECTION.host,
     )
@@ -722,40 +739,76 @@ def _parse_env(pairs: Sequence[str] | None) -> Mapping[str, str]:
     return MappingProxyType(env)
 
 
-def _workdir(path: Path | None) -> str:
-    # python-on-whales turns an unset WorkingDir ("") into Path("."); report it as unset.
+def _workdir(path: object) -> str:
+    # An unset WorkingDir is "" in Docker's JSON (python-on-whales made it Path(".")): unset.
     return "" if path is None or str(path) in ("", ".") else str(path)
 
 
 def inspect_image(ref: str) -> ImageInfo | None:
-    """What the daemon knows about an image; None when it has no such image."""
-    with _docker_errors(f"could not inspect image {ref}"):
-        try:
-            image = _docker().image.inspect(ref)
-        except NoSuchImage:
+    """What the daemon knows about an image; None when it has no such image.
+
+    `docker image inspect` through the CLI: `list` calls this and must not import
+    python-on-whales (issue 17).
+    """
+    try:
+        output = _cli_bytes(["image", "inspect", ref], f"could not inspect image {ref}")
+    except DockerError as exc:
+        if "no such image" in exc.stderr_tail.lower():
             return None
-    config = image.config
+        raise
+    found = json.loads(output)
+    return _image_info(found[0]) if found else None
+
+
+def image_sizes(refs: Sequence[str]) -> dict[str, int | None]:
+    """Bytes of each image the daemon has, None for the others: one `docker image inspect` for
+    all of them (one call per image made `list` take seconds)."""
+    if not refs:
+        return {}
+    command = [*_docker_command(), "image", "inspect", "--format", "{{json .RepoTags}}\t{{.Size}}"]
+    try:
+        done = subprocess.run(
+            [*command, *refs], capture_output=True, text=True, timeout=CLI_TIMEOUT_SECONDS,
+            check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise DockerError("could not inspect the images: timed out", command=command) from exc
+    missing = classify_engine_problem(done.stderr) if done.returncode else None
+    if missing is not None:
+        raise missing
+    sizes: dict[str, int | None] = dict.fromkeys(refs)
+    for line in done.stdout.splitlines():  # found images print; missing ones only on stderr
+        tags, _, size = line.rpartition("\t")
+        for tag in json.loads(tags or "null") or ():
+            if tag in sizes:
+                sizes[tag] = int(size)
+    return sizes
+
+
+def _image_info(raw: Mapping[str, Any]) -> ImageInfo:
+    config = raw.get("Config") or {}
     return ImageInfo(
-        id=image.id,
-        repo_tags=tuple(image.repo_tags or ()),
-        size=int(image.size or 0),
-        labels=MappingProxyType(dict(config.labels or {}) if config else {}),
-        env=_parse_env(config.env if config else None),
-        cmd=_as_tuple(config.cmd if config else None),
-        entrypoint=_as_tuple(config.entrypoint if config else None),
-        workdir=_workdir(config.working_dir if config else None),
-        user=(config.user or "") if config else "",
-        layers=tuple(image.root_fs.layers or ()) if image.root_fs else (),
+        id=str(raw.get("Id", "")),
+        repo_tags=tuple(raw.get("RepoTags") or ()),
+        size=int(raw.get("Size") or 0),
+        labels=MappingProxyType(dict(config.get("Labels") or {})),
+        env=_parse_env(config.get("Env")),
+        cmd=_as_tuple(config.get("Cmd")),
+        entrypoint=_as_tuple(config.get("Entrypoint")),
+        workdir=_workdir(config.get("WorkingDir")),
+        user=str(config.get("User") or ""),
+        layers=tuple((raw.get("RootFS") or {}).get("Layers") or ()),
     )
 
 
 def tag_image(image_id: str, tag: str) -> None:
-    with _docker_errors(f"could not tag {image_id} as {tag}"):
-        _docker().image.tag(image_id, tag)
+    _run_cli(["image", "tag", image_id, tag], f"could not tag {image_id} as {tag}")
 
 
 def remove_image(ref: str, *, force: bool = True) -> None:
     """Remove an image (or one of its tags); an absent image is not an error."""
+    from python_on_whales.exceptions import NoSuchImage  # noqa: PLC0415
+
     with _docker_errors(f"could not remove image {ref}"), contextlib.suppress(NoSuchImage):
         _docker().image.remove(ref, force=force)
 
@@ -803,6 +856,9 @@ def container_exists(name: str) -> bool:
 
 def _remove_container(name: str) -> None:
     """Force-remove a container we created; a failure here is logged, never masks the result."""
+    from python_on_whales.client_config import ClientNotFoundError  # noqa: PLC0415
+    from python_on_whales.exceptions import DockerException, NoSuchContainer  # noqa: PLC0415
+
     try:
         _docker().container.remove(name, force=True, volumes=True)
     except NoSuchContainer:
@@ -813,6 +869,8 @@ def _remove_container(name: str) -> None:
 
 def _wait_container(name: str, timeout: float, command: Sequence[str]) -> int:
     """The container's exit code; kill it and raise DockerError when `timeout` passes first."""
+    from python_on_whales.exceptions import DockerException  # noqa: PLC0415
+
     docker = _docker()
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bakery-wait")
     try:
@@ -1083,6 +1141,8 @@ def stop_container(name: str, timeout: int = DEVBOX_STOP_SECONDS) -> None:
 
 def remove_container(name: str) -> None:
     """Force-remove a container (its named volumes and bind mounts are left alone)."""
+    from python_on_whales.exceptions import NoSuchContainer  # noqa: PLC0415
+
     with _docker_errors(f"could not remove container {name}"), contextlib.suppress(NoSuchContainer):
         _docker().container.remove(name, force=True)
 
@@ -1164,16 +1224,32 @@ def exec_interactive(
     (and tests can call it in-process). `env_from_caller` names variables docker copies from
     this process's environment (`--env NAME`): the value is on no command line and in no config.
     """
+    argv = exec_argv(
+        name, command, tty=tty, workdir=workdir, env=env, env_from_caller=env_from_caller
+    )
+    try:
+        return subprocess.run(argv, check=False).returncode
+    except FileNotFoundError as exc:
+        raise _binary_missing(exc) from exc
+
+
+def exec_argv(
+    name: str,
+    command: Sequence[str],
+    *,
+    tty: bool,
+    workdir: str | None = None,
+    env: Mapping[str, str] = _EMPTY,
+    env_from_caller: Sequence[str] = (),
+) -> list[str]:
+    """The `docker exec -i [-t]` command line; `enter`'s fast path execs exactly this."""
     argv = [*_docker_command(), "exec", "--interactive", *(["--tty"] if tty else [])]
     argv += ["--workdir", workdir] if workdir else []
     for key, value in env.items():
         argv += ["--env", f"{key}={value}"]
     for key in env_from_caller:
         argv += ["--env", key]
-    try:
-        return subprocess.run([*argv, name, *command], check=False).returncode
-    except FileNotFoundError as exc:
-        raise _binary_missing(exc) from exc
+    return [*argv, name, *command]
 
 
 def exec_detached(
@@ -1315,6 +1391,8 @@ def run_foreground(spec: ContainerSpec, *, tty: bool, timeout: float | None = No
 
 def compose_config(compose_file: Path) -> dict[str, Any]:
     """`docker compose --file FILE config`: the file as Compose reads it; DockerError if refused."""
+    from python_on_whales import DockerClient  # noqa: PLC0415
+
     client = DockerClient(host=_CONNECTION.host, compose_files=[compose_file])
     with _docker_errors(f"docker compose does not accept {compose_file}"):
         return client.compose.config(return_json=True)

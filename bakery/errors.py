@@ -7,6 +7,7 @@ Product code raises these; it never uses `assert` for runtime checks.
 
 from __future__ import annotations
 
+import re
 import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,3 +156,22 @@ class BundleError(BakeryError):
     """A bundle is corrupt, truncated, or does not match its manifest."""
 
     exit_code = EXIT_BUNDLE
+
+
+# Up to the last "@" of a URL: a password may hold a raw "@" or "/" (over-redacting a path that
+# holds an "@" is the safe mistake).
+_USERINFO = re.compile(r"(://)\S*@")
+# Query parameters that carry credentials: ?token=, &access_token=, &api_key=, &password=, ...
+_SECRET_PARAM = re.compile(
+    r"([?&;][^=&#\s]*(?:token|key|secret|passw|pwd|sig|auth|credential)[^=&#\s]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+def redact(text: str) -> str:
+    """URLs with their credentials starred (plans and logs never show secrets).
+
+    https://user:token@host/path -> https://***@host/path;
+    https://host/simple?token=abc&x=1 -> https://host/simple?token=***&x=1.
+    """
+    return _SECRET_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", text))

@@ -7,6 +7,8 @@ bind-mounted at /mnt/pip-local-N and never copied into a layer.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -103,7 +105,7 @@ def sources_from_flags(
 def sources_from_host(env: Mapping[str, str] | None = None) -> PipSources:
     """The host's own pip configuration (`pip config list`), with PIP_* variables on top."""
     env = os.environ if env is None else env
-    config = _pip_config_list()
+    config = _pip_config_list(env)
 
     def pick(key: str) -> str:
         return env.get(f"PIP_{key.upper().replace('-', '_')}") or _config_value(config, key)
@@ -116,16 +118,78 @@ def sources_from_host(env: Mapping[str, str] | None = None) -> PipSources:
     )
 
 
-def _pip_config_list() -> dict[str, str]:
+def _pip_config_files(env: Mapping[str, str]) -> list[Path]:
+    """Every file `pip config list` may read (pip's configuration.py), present or not."""
+    home = Path(env.get("HOME") or Path.home())
+    xdg_home = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    xdg_dirs = (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(os.pathsep)
+    files = [Path(d) / "pip" / "pip.conf" for d in xdg_dirs if d]
+    files += [Path("/etc/pip.conf"), home / ".pip" / "pip.conf", xdg_home / "pip" / "pip.conf"]
+    files += [Path(sys.prefix) / "pip.conf"]
+    if env.get("VIRTUAL_ENV"):
+        files.append(Path(env["VIRTUAL_ENV"]) / "pip.conf")
+    if env.get("PIP_CONFIG_FILE"):
+        files.append(Path(env["PIP_CONFIG_FILE"]))
+    return files
+
+
+def pip_config_key(env: Mapping[str, str]) -> str:
+    """What `pip config list` depends on: the interpreter, PIP_* and each file's size and mtime."""
+    facts: list[object] = [
+        sys.executable,
+        sorted((k, v) for k, v in env.items() if k.startswith("PIP_")),
+    ]
+    for path in _pip_config_files(env):
+        try:
+            st = path.stat()
+            facts.append([str(path), st.st_size, st.st_mtime_ns])
+        except OSError:
+            facts.append([str(path), None])
+    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()
+
+
+def _pip_config_cache(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "bakery" / "pip-config-list.json"
+
+
+def _pip_config_list(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`pip config list`, cached by pip_config_key: starting pip took ~2 s of every build."""
+    env = os.environ if env is None else env
+    key, cache = pip_config_key(env), _pip_config_cache(env)
     try:
-        out = subprocess.run(
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached.get("key") == key and isinstance(cached.get("config"), dict):
+            return {str(k): str(v) for k, v in cached["config"].items()}
+    except (OSError, ValueError, AttributeError):
+        pass
+    config = _run_pip_config_list()
+    if config is None:  # pip failed: nothing to remember
+        return {}
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"key": key, "config": config}), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # an unwritable cache only costs the next run another `pip config list`
+    finally:
+        tmp.unlink(missing_ok=True)
+    return config
+
+
+def _run_pip_config_list() -> dict[str, str] | None:
+    try:
+        done = subprocess.run(
             [sys.executable, "-m", "pip", "config", "list"],
             capture_output=True, text=True, timeout=60, check=False,
-        ).stdout  # fmt: skip
+        )  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
-        return {}
+        return None
+    if done.returncode != 0:
+        return None
     result = {}
-    for line in out.splitlines():
+    for line in done.stdout.splitlines():
         key, sep, value = line.partition("=")
         if sep:
             result[key.strip()] = value.strip().strip("'\"")

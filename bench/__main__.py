@@ -64,6 +64,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--no-report", action="store_true", help="do not re-render docs/benchmarks.md")
     p.add_argument("--keep-work", action="store_true", help="keep the scratch directory")
+    p.add_argument(
+        "--keep-cache",
+        action="store_true",
+        help="leave the BuildKit cache records the run created (default: removed by id; on a "
+        "daemon shared with other builds, records they made during the run are removed too)",
+    )
+    p.add_argument(
+        "--min-free-gb",
+        type=float,
+        default=None,
+        help=f"refuse to start with less free disk (default: {tools.MIN_FREE_GB['quick']} quick, "
+        f"{tools.MIN_FREE_GB['full']} full)",
+    )
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in dict(BENCHMARKS)]
@@ -113,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12} {module(name).TITLE}")
         return 0
     names = args.names or [n for n, _ in BENCHMARKS]
+    mode = "quick" if args.quick else "full"
+    min_free = args.min_free_gb if args.min_free_gb is not None else tools.MIN_FREE_GB[mode]
+    free = tools.require_free_disk(int(min_free * 1e9))  # before anything is created
     work = Path(tempfile.mkdtemp(prefix="bakery-bench-"))
     ctx = tools.Context(
         root=tools.ROOT, work=work, run_id=tools.new_run_id(), quick=args.quick,
@@ -122,33 +138,52 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {
         "schema": harness.SCHEMA,
         "created": harness.now_iso(),
-        "mode": "quick" if args.quick else "full",
+        "mode": mode,
         "command": ["python", "-m", "bench", *argv],
         "run_id": ctx.run_id,
         "machine": harness.machine_info(tools.ROOT),
         "ratio_meaning": harness.RATIO_MEANING,
+        "disk": {"free_bytes_before": {str(k): v for k, v in free.items()}},
         "benchmarks": {},
     }
-    ctx.log(f"bench run {ctx.run_id}: {', '.join(names)} ({data['mode']}); scratch {work}")
-    try:
-        with tools.exclusive_run():
-            for name in names:
-                data["benchmarks"][name] = run_one(name, ctx).to_json()
-                data["load_average_after"] = harness.load_average()
-                harness.write_json_atomic(output, data)  # after each: a crash keeps what was done
-    finally:
-        ctx.log("cleaning up")
-        ctx.cleanup()
-        if not args.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+    ctx.log(f"bench run {ctx.run_id}: {', '.join(names)} ({mode}); scratch {work}")
+    run_all(names, ctx, output, data, keep_cache=args.keep_cache, keep_work=args.keep_work)
+    if not harness.run_is_complete(data, names):
+        ctx.log(f"incomplete run: results in {harness.partial_path(output)}; {output} untouched")
+        return 1
+    harness.publish_results(output, data)
     ctx.log(f"wrote {output}")
     if (args.report or not args.names) and not args.no_report:
         from bench import report  # noqa: PLC0415
 
         report.render(data, output, DOC, CHART)
         ctx.log(f"wrote {DOC} and {CHART}")
-    failed = [n for n, r in data["benchmarks"].items() if r["status"] == STATUS_FAILED]
-    return 1 if failed else 0
+    return 0
+
+
+def run_all(
+    names: list[str], ctx: tools.Context, output: Path, data: dict[str, Any], *,
+    keep_cache: bool, keep_work: bool,
+) -> None:  # fmt: skip
+    """Run the benchmarks (results so far in the partial file), then remove what they made."""
+    data["disk"]["docker_system_df_before"] = tools.system_df()
+    cache_before = tools.build_cache_ids()
+    try:
+        with tools.exclusive_run():
+            for name in names:
+                data["benchmarks"][name] = run_one(name, ctx).to_json()
+                data["load_average_after"] = harness.load_average()
+                harness.save_progress(output, data)  # a crash keeps what was done, aside
+    finally:
+        ctx.log("cleaning up")
+        ctx.cleanup()
+        if not keep_cache:
+            pruned = tools.prune_new_cache(cache_before, ctx.log)
+            data["disk"]["build_cache_records_removed"] = pruned
+        if not keep_work:
+            shutil.rmtree(ctx.work, ignore_errors=True)
+        data["disk"]["docker_system_df_after"] = tools.system_df()
+        harness.save_progress(output, data)
 
 
 def entry() -> int:

@@ -14,6 +14,7 @@ terminal. The container is removed at the end.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -90,9 +91,32 @@ def run(ctx: Context) -> BenchResult:
         "python build.py --version (median)", median(startup), "s",
         "Python start-up + bakery's imports: the floor under any bakery command",
     )  # fmt: skip
+    _startup_comparisons(ctx, result, reps)
     own = (c.bakery.median or 0.0) - median(startup) - (c.baseline.median or 0.0)
     result.add_value(
         "enter minus start-up minus docker exec (medians)", own, "s",
         "what `enter` itself adds: inspecting the container, choosing user and workdir",
     )  # fmt: skip
     return result
+
+
+# Issue 17, goal 1: commands that do not talk to Docker start within 3x a bare interpreter.
+STARTUP_COMMANDS = (("--help",), ("list",), ("generate", "--check"))
+
+
+def _startup_comparisons(ctx: Context, result: BenchResult, reps: int) -> None:
+    """`build.py --help`, `list`, `generate --check` against `python3 -c pass`, interleaved."""
+    bare = [sys.executable, "-c", "pass"]
+    for args in STARTUP_COMMANDS:
+        c = result.compare(
+            f"start-up: build.py {' '.join(args)}", "s", "python3 -c pass",
+            f"build.py {' '.join(args)}", "goal: bakery within 3x (a ratio of at least 0.33)",
+        )  # fmt: skip
+        command = tools.bakery_command(*args)
+        sides = {
+            BASELINE: lambda rep, c=c: c.baseline.samples.append(Sample(timed_run(bare))),
+            BAKERY: lambda rep, c=c, command=command: c.bakery.samples.append(
+                Sample(timed_run(command, cwd=ctx.root))
+            ),
+        }
+        interleaved(sides, reps, ctx.log)

@@ -289,29 +289,57 @@ def now_iso() -> str:
 # Result files
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write JSON to a temporary file beside `path`, fsync it, then os.replace it into place."""
+# bench/ keeps its own small atomic writer for now; bakery.atomicfile.write_atomic (issue 13)
+# does the same for the product and the two are to be unified.
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Temporary file beside `path`, fsync, os.replace, fsync of the folder: all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write("\n")
+        with tmp.open("wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    folder = os.open(path.parent, os.O_RDONLY)
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        os.fsync(folder)
     finally:
-        tmp.unlink(missing_ok=True)
+        os.close(folder)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """`data` as indented JSON, written atomically (see write_bytes_atomic)."""
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False) + "\n").encode())
+
+
+PARTIAL_SUFFIX = ".partial.json"
+
+
+def partial_path(output: Path) -> Path:
+    """Where a run keeps its results until it is complete: `<name>.partial.json` beside them."""
+    return output.with_name(output.name.removesuffix(".json") + PARTIAL_SUFFIX)
+
+
+def save_progress(output: Path, data: Mapping[str, Any]) -> Path:
+    """After each benchmark: the results so far go to the partial file, never to `output`."""
+    partial = partial_path(output)
+    write_json_atomic(partial, data)
+    return partial
+
+
+def publish_results(output: Path, data: Mapping[str, Any]) -> None:
+    """A complete run: replace `output` atomically, then drop the partial file."""
+    write_json_atomic(output, data)
+    partial_path(output).unlink(missing_ok=True)
+
+
+def run_is_complete(data: Mapping[str, Any], names: Sequence[str]) -> bool:
+    """Every requested benchmark reported, and none of them failed."""
+    found = data.get("benchmarks", {})
+    return all(n in found and found[n].get("status") != STATUS_FAILED for n in names)
 
 
 def read_results(path: Path) -> dict[str, Any]:

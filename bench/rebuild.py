@@ -1,15 +1,19 @@
-"""1. Rebuild after a training-code change: bakery vs the Dockerfile users write by hand today.
+"""1. Rebuild after a training-code change: bakery vs the Dockerfiles users write by hand today.
 
-Baseline (written by this module, shown in docs/benchmarks.md): FROM the same
+Two baselines, both written by this module and shown in docs/benchmarks.md. The tutorial one:
+FROM the same
 base, apt python3 + python3-venv (the same apt packages as bakery), a venv, `COPY . /workspace`,
 then `pip install -r requirements.txt` with torch==2.13.0+cpu and the same stack pins. The local
 torch wheel and local indexes reach pip the way bakery passes them (named build contexts
 bind-mounted at /mnt/pip-local-N, pip.conf and the CA bundle as BuildKit secrets), so both sides
-have the same package sources and only the Dockerfile's structure differs. Both are built with
-the same buildx/BuildKit.
+have the same package sources and only the Dockerfile's structure differs. The well-ordered
+one is the same Dockerfile written the way a careful user would: `COPY requirements.txt` and
+`pip install` before `COPY . /workspace`, so a code change re-runs only the COPY (no cache
+mounts, as a plain Dockerfile has none). All three are built with the same buildx/BuildKit.
 
 Protocol: each side's project lives at a fixed path (~/.cache/bakery-bench/, see tools.STABLE);
-untimed warm-up builds (bakery: a full build; baseline: its steps up to the COPY), then per
+untimed warm-up builds (bakery and the well-ordered baseline: a full build; the tutorial
+baseline: its steps up to the COPY), then per
 repetition the same one-line change to stylelora/progress.py in each side's copy and a timed
 rebuild, sides interleaved. Steps re-run are
 the Dockerfile steps not reported CACHED in the `--progress plain` log (FROM lines excluded),
@@ -21,10 +25,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import tools
-from bench.harness import BAKERY, BASELINE, BenchResult, Sample, run_interleaved
+from bench.harness import BAKERY, BASELINE, BenchResult, Comparison, Sample, run_interleaved
 from bench.tools import CPU_VARIANT, Context
 
 NAME = "rebuild"
@@ -33,8 +38,8 @@ APT_PACKAGES = "ca-certificates python3 python3-venv procps tini"  # bakery's, f
 PIP_LOCAL_SLOTS = 4  # bakery's Dockerfiles declare pip-local-0..3
 
 HANDWRITTEN = """\
-# The Dockerfile common tutorials show, written by bench/rebuild.py as the baseline:
-# base image, system Python in a venv, COPY . /workspace, then pip install -r requirements.txt.
+# {title}, written by bench/rebuild.py as a baseline:
+# base image, system Python in a venv, {order}.
 # Same base, apt packages, Python packages and pip sources as bakery's {variant} build; the
 # local wheels/indexes are bind-mounted and pip.conf + CA come as secrets, exactly as bakery
 # passes them (without them pip cannot reach the proxy or the local torch wheel here).
@@ -45,24 +50,43 @@ RUN apt-get update \\
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /workspace
-COPY . /workspace
-RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \\
-{binds}    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \\
-    && PIP_CONFIG_FILE=/run/secrets/pipconf pip install -r requirements.txt
+{install}
 ENV PYTHONPATH=/workspace
 CMD ["python", "-m", "stylelora"]
 """
 
 
-def handwritten_dockerfile(variant: str = CPU_VARIANT) -> str:
+PIP_INSTALL = """\
+RUN --mount=type=secret,id=ca --mount=type=secret,id=pipconf \\
+{binds}    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \\
+    && PIP_CONFIG_FILE=/run/secrets/pipconf pip install -r requirements.txt"""
+CODE_COPY = "COPY . /workspace"
+TUTORIAL = "tutorial"  # COPY . then pip install: every code change reinstalls everything
+WELL_ORDERED = "well-ordered"  # requirements first, code last: a code change re-runs the COPY
+ORDERS = {
+    TUTORIAL: ("The Dockerfile common tutorials show", "COPY . /workspace, then pip install -r requirements.txt"),
+    WELL_ORDERED: ("A well-ordered hand-written Dockerfile", "COPY requirements.txt and pip install, then COPY . /workspace (no cache mounts)"),
+}  # fmt: skip
+
+
+def handwritten_dockerfile(variant: str = CPU_VARIANT, order: str = TUTORIAL) -> str:
     stages = "".join(f"FROM scratch AS pip-local-{i}\n" for i in range(PIP_LOCAL_SLOTS))
     binds = "".join(
         f"    --mount=type=bind,from=pip-local-{i},target=/mnt/pip-local-{i} \\\n"
         for i in range(PIP_LOCAL_SLOTS)
     )
+    install = PIP_INSTALL.format(binds=binds)
+    if order == TUTORIAL:
+        steps = f"{CODE_COPY}\n{install}"
+    elif order == WELL_ORDERED:
+        steps = f"COPY requirements.txt /workspace/requirements.txt\n{install}\n{CODE_COPY}"
+    else:
+        raise ValueError(f"order must be {TUTORIAL!r} or {WELL_ORDERED!r}, not {order!r}")
+    title, described = ORDERS[order]
     return HANDWRITTEN.format(
-        variant=variant, stages=stages, base=tools.BASE_IMAGE, apt=APT_PACKAGES, binds=binds
-    )
+        title=title, order=described, variant=variant, stages=stages, base=tools.BASE_IMAGE,
+        apt=APT_PACKAGES, install=steps,
+    )  # fmt: skip
 
 
 def handwritten_requirements(root: Path, variant: str = CPU_VARIANT) -> str:
@@ -74,7 +98,7 @@ def handwritten_requirements(root: Path, variant: str = CPU_VARIANT) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_handwritten_project(ctx: Context, dest: Path) -> Path:
+def make_handwritten_project(ctx: Context, dest: Path, order: str = TUTORIAL) -> Path:
     """A user's project: the training code, requirements.txt and the hand-written Dockerfile."""
     shutil.copytree(
         ctx.root / "stylelora",
@@ -83,7 +107,7 @@ def make_handwritten_project(ctx: Context, dest: Path) -> Path:
         dirs_exist_ok=True,
     )
     (dest / "requirements.txt").write_text(handwritten_requirements(ctx.root), encoding="utf-8")
-    (dest / "Dockerfile").write_text(handwritten_dockerfile(), encoding="utf-8")
+    (dest / "Dockerfile").write_text(handwritten_dockerfile(order=order), encoding="utf-8")
     return dest
 
 
@@ -155,6 +179,7 @@ def run(ctx: Context) -> BenchResult:
         "repetitions": reps,
         "edited_file": str(tools.EDITED_FILE),
         "baseline_dockerfile": handwritten_dockerfile(),
+        "well_ordered_dockerfile": handwritten_dockerfile(order=WELL_ORDERED),
         "baseline_requirements": handwritten_requirements(ctx.root).split(),
         "baseline_local_sources": "bind mounts of named build contexts (not COPY), as bakery",
         "bakery_command": "python build.py --variant 2.13.0-cpu-py3.11 --matrix <copy>/matrix.toml "
@@ -168,13 +193,94 @@ def run(ctx: Context) -> BenchResult:
     ours = tools.copy_project(ctx.project_dir("bakery"))
     theirs = make_handwritten_project(ctx, ctx.project_dir("handwritten"))
     (theirs / "Dockerfile.warmup").write_text(warmup_dockerfile(), encoding="utf-8")
+    ordered = make_handwritten_project(ctx, ctx.project_dir("well-ordered"), WELL_ORDERED)
+    ordered_ref = f"{ctx.name('well-ordered')}:cpu"
+    ctx.on_cleanup(f"tag {ordered_ref}", lambda: tools.remove_tag(ordered_ref))
 
+    _warm_up(ctx, result, (theirs, ours, ordered), repository, ordered_ref)
+
+    series = {order: _comparisons(result, order) for order in ORDERS}
+    last: dict[str, tools.ImageFacts | None] = {
+        TUTORIAL: None, WELL_ORDERED: tools.image_facts(ordered_ref),
+        BAKERY: tools.image_facts(ours_ref),
+    }  # fmt: skip
+
+    def record(
+        side: str, seconds: float, build_seconds: float, run_steps: list[str], image: str,
+        uploaded: int,
+    ) -> None:  # fmt: skip
+        facts = tools.image_facts(image)
+        new_bytes = tools.new_layer_bytes(last[side], facts) if facts else None
+        last[side] = facts
+        extra = {
+            "steps_run": run_steps,
+            "image_id": facts.id if facts else "",
+            "uploaded": uploaded,
+        }
+        for order, (wall, build_s, steps, written) in series.items():
+            if side not in (order, BAKERY):
+                continue
+            which = BAKERY if side == BAKERY else BASELINE
+            wall.side(which).samples.append(Sample(seconds, extra))
+            build_s.side(which).samples.append(Sample(build_seconds))
+            steps.side(which).samples.append(Sample(len(run_steps)))
+            if new_bytes is not None:
+                written.side(which).samples.append(Sample(new_bytes))
+
+    def handwritten(order: str, project: Path, ref: str) -> Callable[[int], None]:
+        def side(rep: int) -> None:
+            tools.edit_training_code(project, f"{ctx.run_id}-{rep}")
+            b = build_handwritten(ctx, project, ref, f"rebuild-{order}-{rep}")
+            if rep == 0 and order == TUTORIAL:  # before: the warm-up's layers, without the COPY
+                last[TUTORIAL] = _before_copy(b.image_id)
+            uploaded = tools.uploaded_context_bytes(b.log_path.read_text(encoding="utf-8"))
+            record(order, b.seconds, b.seconds, list(b.steps_run), b.image_id, uploaded)
+
+        return side
+
+    def bakery(rep: int) -> None:
+        tools.edit_training_code(ours, f"{ctx.run_id}-{rep}")
+        r = build_bakery(ctx, ours, repository)
+        run_steps = [str(x) for x in r["steps_run"]] if isinstance(r["steps_run"], list) else []
+        record(
+            BAKERY,
+            float(str(r["wall_seconds"])),
+            float(str(r["seconds"])),
+            run_steps,
+            str(r["image_id"]),
+            int(str(r["uploaded_context_bytes"])),
+        )
+
+    sides = {
+        TUTORIAL: handwritten(TUTORIAL, theirs, theirs_ref),
+        WELL_ORDERED: handwritten(WELL_ORDERED, ordered, ordered_ref),
+        BAKERY: bakery,
+    }
+    ctx.log(f"rebuild: {reps} repetition(s), sides interleaved")
+    run_interleaved(sides, reps, ctx.log)
+    ctx.memo["handwritten"] = theirs_ref
+    result.notes.append(
+        "bakery's wall time is the whole `python build.py` command: plan, build, reading the "
+        "torch stack back from the image in a container, tagging; the baselines' is the "
+        "`docker buildx build` alone."
+    )
+    return result
+
+
+def _warm_up(
+    ctx: Context, result: BenchResult, projects: tuple[Path, Path, Path], repository: str,
+    ordered_ref: str,
+) -> None:  # fmt: skip
+    """Untimed first builds: the tutorial baseline up to its COPY, bakery and the well-ordered."""
+    theirs, ours, ordered = projects
     ctx.log("rebuild: warm-up builds (untimed)")
     warm = build_handwritten(
         ctx, theirs, f"{ctx.name('warmup')}:x", "rebuild-warmup", "Dockerfile.warmup"
     )
     tools.remove_tag(f"{ctx.name('warmup')}:x")
     first_ours = build_bakery(ctx, ours, repository)
+    first_ordered = build_handwritten(ctx, ordered, ordered_ref, "rebuild-well-ordered-warmup")
+    result.add_value("well-ordered first build", first_ordered.seconds, "s", "untimed")
     result.add_value("baseline warm-up (apt, venv, context upload)", warm.seconds, "s", "untimed")
     result.add_value("bakery first build", float(str(first_ours["wall_seconds"])), "s", "untimed")
     for label, nbytes in (
@@ -190,69 +296,28 @@ def run(ctx: Context) -> BenchResult:
             "runs from a new context directory (a fresh clone, a temp copy)",
         )  # fmt: skip
 
-    wall = result.compare("rebuild wall time", "s", "hand-written Dockerfile", "bakery")
-    build_s = result.compare(
-        "rebuild: docker buildx build only", "s", "hand-written Dockerfile", "bakery",
-        "bakery's build alone, without reading the torch stack back and tagging (its `seconds`)",
+
+def _comparisons(
+    result: BenchResult, order: str
+) -> tuple[Comparison, Comparison, Comparison, Comparison]:
+    """Wall time, build time, steps re-run and new layer bytes of bakery against one baseline."""
+    label = f"{order} Dockerfile"
+    suffix = "" if order == TUTORIAL else f" (vs {label})"
+    return (
+        result.compare(f"rebuild wall time{suffix}", "s", label, "bakery"),
+        result.compare(
+            f"rebuild: docker buildx build only{suffix}", "s", label, "bakery",
+            "bakery's build alone, without reading the torch stack back and tagging (its `seconds`)",
+        ),
+        result.compare(
+            f"steps re-run{suffix}", "steps", label, "bakery",
+            "Dockerfile steps not CACHED (FROM lines excluded)",
+        ),
+        result.compare(
+            f"new layer bytes{suffix}", "B", label, "bakery",
+            "bytes of the layers the rebuild wrote (what a push or a delta bundle must carry)",
+        ),
     )  # fmt: skip
-    steps = result.compare(
-        "steps re-run", "steps", "hand-written Dockerfile", "bakery",
-        "Dockerfile steps not CACHED; the same count, but the baseline's include `pip install`",
-    )  # fmt: skip
-    written = result.compare(
-        "new layer bytes", "B", "hand-written Dockerfile", "bakery",
-        "bytes of the layers the rebuild wrote (what a push or a delta bundle must carry)",
-    )  # fmt: skip
-    last: dict[str, tools.ImageFacts | None] = {BASELINE: None, BAKERY: tools.image_facts(ours_ref)}
-
-    def record(
-        side: str, seconds: float, build_seconds: float, run_steps: list[str], image: str,
-        uploaded: int,
-    ) -> None:  # fmt: skip
-        facts = tools.image_facts(image)
-        new_bytes = tools.new_layer_bytes(last[side], facts) if facts else None
-        last[side] = facts
-        extra = {
-            "steps_run": run_steps,
-            "image_id": facts.id if facts else "",
-            "uploaded": uploaded,
-        }
-        wall.side(side).samples.append(Sample(seconds, extra))
-        build_s.side(side).samples.append(Sample(build_seconds))
-        steps.side(side).samples.append(Sample(len(run_steps)))
-        if new_bytes is not None:
-            written.side(side).samples.append(Sample(new_bytes))
-
-    def baseline(rep: int) -> None:
-        tools.edit_training_code(theirs, f"{ctx.run_id}-{rep}")
-        b = build_handwritten(ctx, theirs, theirs_ref, f"rebuild-handwritten-{rep}")
-        if rep == 0:  # the previous image is the warm-up's base: count only this build's layers
-            last[BASELINE] = _before_copy(b.image_id)
-        uploaded = tools.uploaded_context_bytes(b.log_path.read_text(encoding="utf-8"))
-        record(BASELINE, b.seconds, b.seconds, list(b.steps_run), b.image_id, uploaded)
-
-    def bakery(rep: int) -> None:
-        tools.edit_training_code(ours, f"{ctx.run_id}-{rep}")
-        r = build_bakery(ctx, ours, repository)
-        run_steps = [str(x) for x in r["steps_run"]] if isinstance(r["steps_run"], list) else []
-        record(
-            BAKERY,
-            float(str(r["wall_seconds"])),
-            float(str(r["seconds"])),
-            run_steps,
-            str(r["image_id"]),
-            int(str(r["uploaded_context_bytes"])),
-        )
-
-    ctx.log(f"rebuild: {reps} repetition(s), sides interleaved")
-    run_interleaved({BASELINE: baseline, BAKERY: bakery}, reps, ctx.log)
-    ctx.memo["handwritten"] = theirs_ref
-    result.notes.append(
-        "bakery's wall time is the whole `python build.py` command: plan, build, reading the "
-        "torch stack back from the image in a container, tagging; the baseline's is the "
-        "`docker buildx build` alone."
-    )
-    return result
 
 
 def _before_copy(image_id: str) -> tools.ImageFacts | None:

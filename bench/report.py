@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RATIO_MEANING, write_bytes_atomic
+from bench.harness import PARTIAL_SUFFIX, RATIO_MEANING, write_bytes_atomic
 
 SAME_LOW, SAME_HIGH = 0.9, 1.1  # chart: ratios in between are drawn grey ("about the same")
 ORDER = ("rebuild", "variant", "offline", "compression", "waste", "sharing", "enter")
 
 
 def latest(results: Path) -> Path:
-    files = sorted(results.glob("*.json"), key=lambda p: p.stat().st_mtime)
+    files = sorted(
+        (p for p in results.glob("*.json") if not p.name.endswith(PARTIAL_SUFFIX)),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not files:
         raise FileNotFoundError(f"no result files in {results}")
     return files[-1]
@@ -139,9 +143,12 @@ def section(name: str, bench: dict[str, Any]) -> list[str]:
         ]
         lines.append("")
     lines += [f"- {note}" for note in bench.get("notes", [])]
-    if name == "rebuild" and "baseline_dockerfile" in bench.get("params", {}):
-        lines += ["", "The hand-written baseline Dockerfile:", "", "```dockerfile",
-                  bench["params"]["baseline_dockerfile"].rstrip(), "```"]  # fmt: skip
+    for key, title in (
+        ("baseline_dockerfile", "The tutorial baseline Dockerfile"),
+        ("well_ordered_dockerfile", "The well-ordered baseline Dockerfile"),
+    ):
+        if name == "rebuild" and key in bench.get("params", {}):
+            lines += ["", f"{title}:", "", "```dockerfile", bench["params"][key].rstrip(), "```"]
     lines += ["", f"{bench['seconds']:.0f} s for this benchmark.", ""]
     return lines
 
@@ -218,41 +225,75 @@ def markdown(data: dict[str, Any], source: str, chart: str) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+PANELS = ("seconds", "bytes", "counts")  # one chart panel per unit, in this order
+LABEL_WIDTH = 44  # characters per line of a bar's label before it wraps
+
+
+def panel_of(unit: str) -> str:
+    """The chart panel of a comparison's unit: seconds, bytes, or counts (steps, layers, …)."""
+    return {"s": "seconds", "B": "bytes"}.get(unit, "counts")
+
+
+def chart_rows(data: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
+    """(label, ratio) bars per panel, panels without bars left out; labels wrapped to fit."""
+    rows: dict[str, list[tuple[str, float]]] = {panel: [] for panel in PANELS}
+    for name, bench in _benchmarks(data):
+        for c in bench["comparisons"] if bench["status"] == "ok" else []:
+            if c["ratio"] is not None and c["ratio"] > 0:
+                label = textwrap.fill(f"{name}: {c['name']}", LABEL_WIDTH)
+                rows[panel_of(c["unit"])].append((label, float(c["ratio"])))
+    return {panel: bars for panel, bars in rows.items() if bars}
+
+
+def axis_floor(ratios: Sequence[float]) -> float:
+    """The left end of the log axis: below every ratio and below 1, so every bar has length."""
+    return min(0.5, *(r / 2 for r in ratios))
+
+
+def bar_span(ratio: float, floor: float) -> tuple[float, float]:
+    """(left, width) of a bar drawn from the axis floor to the ratio: a 1.0× bar is visible."""
+    return floor, ratio - floor
+
+
 def chart_png(data: dict[str, Any]) -> bytes:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    labels: list[str] = []
-    ratios: list[float] = []
-    for name, bench in _benchmarks(data):
-        for c in bench["comparisons"] if bench["status"] == "ok" else []:
-            if c["ratio"] is not None and c["ratio"] > 0:
-                labels.append(f"{name}: {c['name']}")
-                ratios.append(float(c["ratio"]))
-    fig, ax = plt.subplots(figsize=(9, 0.42 * max(4, len(labels)) + 1.2))
-    colors = [_color(r) for r in ratios]
-    positions = list(range(len(labels)))[::-1]
-    # Bars grow from 1 (no difference): right = bakery better, left = bakery worse.
-    ax.barh(positions, [r - 1 for r in ratios], left=1, color=colors)
-    ax.set_yticks(positions, labels, fontsize=8)
-    ax.set_xscale("log")
-    ax.axvline(1.0, color="black", linewidth=0.8)
-    for y, r in zip(positions, ratios, strict=True):
-        text = f"{r:.2f}×" if r < 10 else f"{r:.0f}×"
-        if r < SAME_LOW:
-            ax.text(r, y, text + " ", va="center", ha="right", fontsize=8)
-        else:
-            ax.text(r, y, " " + text, va="center", ha="left", fontsize=8)
-    ax.set_xlabel("baseline / bakery (log scale; > 1: bakery is better; grey: within 10 %)")
-    ax.set_title(f"bakery vs what users do today — {data['mode']} run {data['created'][:10]}")
-    _pad_right(ax, ratios)
+    panels = chart_rows(data) or {"counts": []}
+    ratios = [r for bars in panels.values() for _, r in bars] or [1.0]
+    heights = [max(2, len(bars)) for bars in panels.values()]
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(10, 0.5 * sum(heights) + 1.4 * len(panels)),
+        gridspec_kw={"height_ratios": heights}, squeeze=False, sharex=True,
+    )  # fmt: skip
+    floor, ceiling = axis_floor(ratios), max(2.0, *ratios) * 4
+    for ax, (panel, bars) in zip(axes[:, 0], panels.items(), strict=True):
+        _draw_panel(ax, panel, bars, floor)
+        ax.set_xlim(floor, ceiling)
+    axes[-1, 0].set_xlabel(
+        "baseline / bakery (log scale; > 1: bakery is better; grey: within 10 %)"
+    )
+    fig.suptitle(f"bakery vs what users do today — {data['mode']} run {data['created'][:10]}")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return buffer.getvalue()
+
+
+def _draw_panel(ax: Any, panel: str, bars: Sequence[tuple[str, float]], floor: float) -> None:
+    positions = list(range(len(bars)))[::-1]
+    for y, (_, r) in zip(positions, bars, strict=True):
+        left, width = bar_span(r, floor)
+        ax.barh(y, width, left=left, color=_color(r), height=0.6)
+        ax.text(r, y, f" {r:.2f}×" if r < 10 else f" {r:.0f}×", va="center", fontsize=8)
+    ax.set_yticks(positions, [label for label, _ in bars], fontsize=8)
+    ax.set_ylim(-0.6, max(len(bars), 2) - 0.4)  # the same bar thickness in every panel
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_title(panel, loc="left", fontsize=9)
 
 
 def _color(r: float) -> str:
@@ -261,11 +302,6 @@ def _color(r: float) -> str:
     if r < SAME_LOW:
         return "#c92a2a"  # bakery worse
     return "#868e96"  # within ±10 %: no difference worth a colour
-
-
-def _pad_right(ax: Any, ratios: Sequence[float]) -> None:
-    if ratios:
-        ax.set_xlim(min(0.5, *(r / 3 for r in ratios)), max(2.0, *ratios) * 4)
 
 
 def render(data: dict[str, Any], source: Path, doc: Path, chart: Path) -> None:

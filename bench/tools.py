@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -96,6 +97,89 @@ def exclusive_run() -> Iterator[None]:
                 f"another `python -m bench` is running (lock {STABLE}/.lock)"
             ) from None
         yield
+
+
+# A full run wrote tens of GB (images, BuildKit cache) and once filled the disk (issue 17).
+MIN_FREE_GB = {"quick": 20, "full": 60}
+
+
+def disk_shortfalls(free: Mapping[Path, int], need: int) -> list[str]:
+    """One sentence per folder whose file system has less than `need` bytes free."""
+    return [
+        f"{path} has {bytes_gb(nbytes)} free, the run needs {bytes_gb(need)}"
+        for path, nbytes in free.items()
+        if nbytes < need
+    ]
+
+
+def bytes_gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.1f} GB"
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def require_free_disk(need: int) -> dict[Path, int]:
+    """Free bytes where the run writes (Docker's data root, STABLE, the temp folder); BenchError
+    before anything is created when one has less than `need`."""
+    root = docker("info", "--format", "{{.DockerRootDir}}", timeout=60, check=False)
+    folders = [Path(root)] if root and Path(root).exists() else []  # a remote daemon: unknown
+    folders += [STABLE, Path(tempfile.gettempdir())]
+    free = {folder: shutil.disk_usage(_existing(folder)).free for folder in folders}
+    short = disk_shortfalls(free, need)
+    if short:
+        raise BenchError(
+            f"not enough free disk: {'; '.join(short)} — free some space, or pass "
+            "--min-free-gb with a smaller figure if you know this run needs less"
+        )
+    return free
+
+
+_CACHE_ID = re.compile(r"^ID:\s+(\S+?)\*?\s*$", re.MULTILINE)
+
+
+def parse_cache_ids(du_verbose: str) -> set[str]:
+    """The record ids in `docker buildx du --verbose` output."""
+    return set(_CACHE_ID.findall(du_verbose))
+
+
+def build_cache_ids() -> set[str]:
+    return parse_cache_ids(docker("buildx", "du", "--verbose", timeout=300, check=False))
+
+
+def prune_new_cache(before: set[str], log: Callable[[str], None]) -> int:
+    """Remove the BuildKit cache records that appeared since `before`, each by its exact id.
+
+    Children go before their parents, so a few passes are made. On a daemon shared with other
+    builds, records those builds made during the run are new too: `--keep-cache` leaves them.
+    """
+    new = build_cache_ids() - before
+    left = prune_cache_records(new)
+    if left:
+        log(f"cleanup: {len(left)} new build cache record(s) are in use and were left")
+    return len(new) - len(left)
+
+
+def prune_cache_records(ids: set[str]) -> set[str]:
+    """`docker buildx prune --filter id=ID` for each; returns the ids still there afterwards."""
+    left = set(ids)
+    for _ in range(4):  # a parent goes only after its children: a pass per level
+        for record in sorted(left):
+            docker("buildx", "prune", "--force", "--filter", f"id={record}", check=False)
+        still = left & build_cache_ids()
+        if still == left:
+            break
+        left = still
+    return left
+
+
+def system_df() -> list[dict[str, Any]]:
+    """`docker system df` as records (Type, TotalCount, Size, Reclaimable)."""
+    text = docker("system", "df", "--format", "{{json .}}", timeout=300, check=False)
+    return [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
 
 
 def new_run_id() -> str:

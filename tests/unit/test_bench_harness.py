@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import harness, layers, report
+from bench import harness, layers, rebuild, report, tools
 from bench.harness import (
     BAKERY,
     BASELINE,
@@ -243,3 +243,140 @@ def test_layers_shadowed_bytes_by_the_layer_that_stored_them() -> None:
     assert fs.shadowed_from(1) == 40  # above the base: only the replaced "tool"
     assert {p: e.layer for p, e in fs.files.items()} == {"base": 1, "tool": 2}
     assert fs.top_hidden(from_layer=1) == [("tool", 40)]
+
+
+def _step_index(dockerfile: str, prefix: str) -> int:
+    lines = dockerfile.splitlines()
+    return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+
+def test_rebuild_baselines_differ_only_in_where_the_code_is_copied() -> None:
+    tutorial = rebuild.handwritten_dockerfile(order=rebuild.TUTORIAL)
+    ordered = rebuild.handwritten_dockerfile(order=rebuild.WELL_ORDERED)
+    code, install = "COPY . /workspace", "RUN --mount=type=secret,id=ca"
+    assert _step_index(tutorial, code) < _step_index(tutorial, install)
+    assert _step_index(ordered, "COPY requirements.txt") < _step_index(ordered, install)
+    assert _step_index(ordered, install) < _step_index(ordered, code)
+    assert "type=cache" not in ordered, "the well-ordered baseline has no cache mounts"
+    body = [ln for ln in ordered.splitlines() if not ln.startswith("#")]
+    assert sorted(body) == sorted(
+        [ln for ln in tutorial.splitlines() if not ln.startswith("#")]
+        + ["COPY requirements.txt /workspace/requirements.txt"]
+    )
+
+
+def test_rebuild_baseline_order_must_be_known() -> None:
+    with pytest.raises(ValueError, match="well-ordered"):
+        rebuild.handwritten_dockerfile(order="random")
+
+
+def test_a_partial_run_never_replaces_a_complete_result_file(tmp_path: Path) -> None:
+    output = tmp_path / "full-2026-11-29.json"
+    complete = {"schema": harness.SCHEMA, "benchmarks": {"rebuild": {"status": "ok"}}}
+    harness.publish_results(output, complete)
+    before = output.read_bytes()
+    partial = harness.save_progress(output, {"schema": harness.SCHEMA, "benchmarks": {}})
+    assert partial == tmp_path / "full-2026-11-29.partial.json"
+    assert output.read_bytes() == before
+    assert harness.read_results(partial)["benchmarks"] == {}
+    harness.publish_results(output, {**complete, "n": 2})
+    assert harness.read_results(output)["n"] == 2
+    assert not partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full-2026-11-29.json"]
+
+
+def test_report_latest_ignores_partial_files(tmp_path: Path) -> None:
+    harness.write_json_atomic(tmp_path / "quick-1.json", {"schema": harness.SCHEMA})
+    harness.save_progress(tmp_path / "quick-2.json", {"schema": harness.SCHEMA})
+    assert report.latest(tmp_path) == tmp_path / "quick-1.json"
+
+
+@pytest.mark.parametrize(
+    ("found", "complete"),
+    [
+        pytest.param({"a": "ok", "b": "skipped"}, True, id="all-reported"),
+        pytest.param({"a": "ok"}, False, id="one-missing-interrupted"),
+        pytest.param({"a": "ok", "b": "failed"}, False, id="one-failed"),
+        pytest.param({"a": "ok", "b": "pending", "c": "ok"}, True, id="extra-is-fine"),
+    ],
+)
+def test_run_is_complete(found: dict[str, str], complete: bool) -> None:
+    data = {"benchmarks": {name: {"status": status} for name, status in found.items()}}
+    assert harness.run_is_complete(data, ["a", "b"]) is complete
+
+
+def test_disk_shortfalls_name_each_short_folder() -> None:
+    free = {Path("/var/lib/docker"): 5_000_000_000, Path("/root/.cache"): 80_000_000_000}
+    assert tools.disk_shortfalls(free, 20_000_000_000) == [
+        "/var/lib/docker has 5.0 GB free, the run needs 20.0 GB"
+    ]
+    assert tools.disk_shortfalls(free, 1_000_000_000) == []
+
+
+def test_cache_ids_from_buildx_du_verbose() -> None:
+    text = (
+        "ID:\t\tit0xnogcwie5vyj52hi2838q1\nParent:\t\tke5uth492s3oke1nwj5q47dvm\n"
+        "Description:\tmount / from exec /bin/sh -c echo ID: x\n\n"
+        "ID:\t\tsuffh0gqp07g8u92q5gam7ndq*\nType:\t\tsource.local\n"
+    )
+    assert tools.parse_cache_ids(text) == {
+        "it0xnogcwie5vyj52hi2838q1",
+        "suffh0gqp07g8u92q5gam7ndq",
+    }
+
+
+def _result_with(comparisons: list[tuple[str, str, float | None]]) -> dict[str, object]:
+    return {
+        "mode": "quick",
+        "created": "2026-11-29T14:00:00Z",
+        "benchmarks": {
+            "rebuild": {
+                "status": "ok",
+                "comparisons": [
+                    {"name": name, "unit": unit, "ratio": r} for name, unit, r in comparisons
+                ],
+            },
+            "variant": {
+                "status": "failed",
+                "comparisons": [{"name": "x", "unit": "s", "ratio": 9}],
+            },
+        },
+    }
+
+
+def test_chart_has_one_panel_per_unit_in_a_fixed_order() -> None:
+    data = _result_with(
+        [("new layer bytes", "B", 3.0), ("steps re-run", "steps", 1.0), ("wall", "s", 0.5),
+         ("layers shared", "layers", 2.0), ("no ratio", "s", None)]
+    )  # fmt: skip
+    rows = report.chart_rows(data)
+    assert list(rows) == ["seconds", "bytes", "counts"]
+    assert rows["seconds"] == [("rebuild: wall", 0.5)]
+    assert [r for _, r in rows["counts"]] == [1.0, 2.0]
+
+
+def test_chart_labels_wrap_and_panels_without_bars_are_left_out() -> None:
+    long_name = "rebuild wall time (vs well-ordered Dockerfile) on a loaded machine"
+    rows = report.chart_rows(_result_with([(long_name, "s", 2.0)]))
+    assert list(rows) == ["seconds"]
+    label = rows["seconds"][0][0]
+    assert "\n" in label
+    assert all(len(line) <= report.LABEL_WIDTH for line in label.splitlines())
+
+
+@pytest.mark.parametrize("ratios", [[1.0], [0.12, 1.0, 12815.0], [0.9, 1.1]])
+def test_every_bar_has_length_including_one(ratios: list[float]) -> None:
+    floor = report.axis_floor(ratios)
+    assert floor < min(ratios)
+    assert floor < 1.0
+    for r in ratios:
+        left, width = report.bar_span(r, floor)
+        assert left == floor
+        assert left + width == pytest.approx(r)
+        assert width > 0
+
+
+def test_chart_png_renders_a_png() -> None:
+    pytest.importorskip("matplotlib", reason="the chart needs the bench extra (matplotlib)")
+    png = report.chart_png(_result_with([("wall", "s", 1.0), ("bytes", "B", 2.0)]))
+    assert png.startswith(b"\x89PNG")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bakery import devbox
-from bakery.builder import BuildOptions, build_secrets, redact
+from bakery.builder import BuildOptions, build_secrets
+from bakery.errors import redact
 
 REDACT: list[tuple[str, str, str]] = [
     ("userinfo", "https://user:tok@host/simple", "https://***@host/simple"),

@@ -1,0 +1,111 @@
+"""Commands that do not talk to Docker import no Docker client library (issue 17, goal 1).
+
+Each command runs in a fresh interpreter, so modules imported by other tests cannot hide an
+import; the check is on `sys.modules` after `main(...)` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bakery import devbox, engine
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("python_on_whales", "pydantic")
+
+PROBE = """\
+import contextlib, io, json, sys
+from bakery.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as exc:  # --help
+        code = exc.code
+print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--help"], id="help"),
+        pytest.param(["list"], id="list"),
+        pytest.param(["list", "--json"], id="list-json"),
+        pytest.param(["generate", "--check"], id="generate-check"),
+        pytest.param(["enter", "--help"], id="enter-help"),
+        pytest.param(
+            ["--variant", "2.13.0-cpu-py3.11", "--torch-source", "local", "--dry-run"],
+            id="build-dry-run",
+        ),
+    ],
+)
+def test_command_imports_no_docker_client_library(argv: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE % (HEAVY,), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["code"] == 0
+    assert result["loaded"] == [], f"`build.py {' '.join(argv)}` imported {result['loaded']}"
+
+
+@pytest.mark.parametrize("host", [None, "unix:///run/other.sock"], ids=["default", "host"])
+def test_docker_command_matches_python_on_whales(host: str | None) -> None:
+    from python_on_whales import DockerClient  # noqa: PLC0415 - the reference, only here
+
+    expected = [str(part) for part in DockerClient(host=host).client_config.docker_cmd]
+    with engine.connected(host):
+        assert engine._docker_command() == expected
+
+
+def test_image_info_reads_docker_inspect_json() -> None:
+    raw = {
+        "Id": "sha256:abc",
+        "RepoTags": ["x:1"],
+        "Size": 12,
+        "Config": {"Labels": None, "Env": ["A=1", "B=x=y"], "Cmd": None, "WorkingDir": ""},
+        "RootFS": {"Layers": ["sha256:l1", "sha256:l2"]},
+    }
+    info = engine._image_info(raw)
+    assert (info.id, info.repo_tags, info.size) == ("sha256:abc", ("x:1",), 12)
+    assert dict(info.env) == {"A": "1", "B": "x=y"}
+    assert (info.cmd, info.entrypoint, info.workdir, info.user) == (None, None, "", "")
+    assert dict(info.labels) == {}
+    assert info.layers == ("sha256:l1", "sha256:l2")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param([], (None, ".", []), id="nothing"),
+        pytest.param(["--name", "box"], ("box", ".", []), id="name"),
+        pytest.param(["--name=box", "--", "true"], ("box", ".", ["true"]), id="name-equals"),
+        pytest.param(["--workspace", "/tmp", "--", "a", "--name"], (None, "/tmp", ["a", "--name"]), id="command-keeps-options"),
+        pytest.param(["--create", "--name", "box"], None, id="create-is-slow-path"),
+        pytest.param(["--name", "a", "--name", "b"], None, id="repeated"),
+        pytest.param(["--name"], None, id="missing-value"),
+        pytest.param(["--name", "--debug"], None, id="option-as-value"),
+        pytest.param(["bash"], None, id="command-without-dashes"),
+        pytest.param(["--debug", "--", "true"], None, id="other-option"),
+    ],
+)  # fmt: skip
+def test_fast_enter_takes_only_name_workspace_and_command(
+    argv: list[str], expected: tuple[str | None, str, list[str]] | None
+) -> None:
+    parsed = devbox._fast_enter_args(argv)
+    if expected is None:
+        assert parsed is None
+        return
+    assert parsed is not None
+    name, workspace, command = expected
+    assert parsed == (name, Path(workspace).resolve(), command)
