@@ -1,6 +1,6 @@
 """4. Bundle compression: zstd as bakery uses it vs gzip, time and size, on the cpu image.
 
-bakery's bundles pipe `docker save` through `zstd -3 -T0` (bakery/bundle.py, DEFAULT_LEVEL and
+bakery's bundles pipe `docker save` through `zstd -3 -T0` (bakery.bundle: DEFAULT_LEVEL and
 `compress_to`); the baseline is `docker save | gzip` (gzip's default level 6), what most
 "move an image without a registry" guides show. To measure the compressors and not the daemon,
 the image is saved once to a tar file (page-cached after the first read) and each repetition
@@ -19,7 +19,7 @@ from bench.tools import CPU_VARIANT, Context
 
 NAME = "compression"
 TITLE = "Bundle compression: zstd -3 -T0 (bakery) vs gzip"
-ZSTD = ["zstd", "-3", "-T0", "-q", "-c"]  # bakery/bundle.py compress_to: -{DEFAULT_LEVEL} -T0 -c
+ZSTD = ["zstd", "-3", "-T0", "-q", "-c"]  # bakery.bundle compress_to: -{DEFAULT_LEVEL} -T0 -c
 GZIP = ["gzip", "-c"]
 UNZSTD = ["zstd", "-d", "-q", "-c"]
 GUNZIP = ["gzip", "-d", "-c"]

@@ -128,7 +128,7 @@ def run(ctx: Context) -> BenchResult:
     if not hasattr(bundle, "cmd_save") or not (ctx.root / DAEMON_HELPER).is_file():
         result.status = STATUS_PENDING
         result.reason = (
-            "pending bundle support (bakery/bundle.py save/load or the offline daemon helper)"
+            "pending bundle support (bakery/bundle save/load or the offline daemon helper)"
         )
         return result
     work = ctx.work / "offline"

