@@ -47,6 +47,12 @@ class TrainConfig:
     mixed_precision: Precision = "auto"
     device: DeviceName = "auto"
     gradient_checkpointing: bool = False
+    lr_warmup: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    resume: str | None = None
+    validate_every: int = 0
+    validation_steps: int = 25
     overwrite: bool = False
     online: bool = False
 
@@ -84,6 +90,11 @@ class TrainConfig:
             (self.batch_size < 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.grad_accum < 1, f"--grad-accum must be at least 1, got {self.grad_accum}"),
             (not self.max_grad_norm > 0, "--max-grad-norm must be positive"),
+            (self.lr_warmup < 0, f"--lr-warmup must be >= 0, got {self.lr_warmup}"),
+            (self.checkpoint_every < 0, "--checkpoint-every must be >= 0 (0: no checkpoints)"),
+            (self.keep_checkpoints < 1, "--keep-checkpoints must be at least 1"),
+            (self.validate_every < 0, "--validate-every must be >= 0 (0: no validation)"),
+            (self.validation_steps < 1, "--validation-steps must be at least 1"),
             (
                 not self.token.strip() or " " in self.token,
                 f"--token must be one word, got {self.token!r}",
