@@ -21,7 +21,7 @@ from stylelora.data import BatchCursor, StyleImages, load_style_images, split_he
 from stylelora.env import package_versions
 from stylelora.errors import OutOfMemory, TrainingError
 from stylelora.features import FeatureExtractor, VaeFeatures, load_vgg
-from stylelora.metrics import MetricsLog, truncate_after
+from stylelora.metrics import METRICS_FILE, MetricsLog, truncate_after
 from stylelora.model import (
     Components,
     Trainables,
@@ -436,11 +436,11 @@ def _train_into(
         resume.restore(loop, checkpoint)
     announce(session, loop)
     output = cfg.output.absolute()
+    if run is not None:  # before the log opens it: truncating replaces the file
+        truncate_after(output / METRICS_FILE, loop.first_step)
+        remove_partials(output)
     metrics = MetricsLog(output, enabled=run is not None)
     try:
-        if run is not None:
-            truncate_after(metrics.path, loop.first_step)
-            remove_partials(output)
         metrics.write("start", step=loop.first_step, steps=cfg.steps, processes=processes.count)
         start = time.perf_counter()
         history = train_loop(loop, StepHooks(output, metrics, heldout), show_progress)
