@@ -113,7 +113,8 @@ def test_keep_checkpoints_bounds_disk_and_partials_are_ignored(tmp_path: Path) -
     assert [s for s, _ in complete_steps(run)] == [4, 5]
     assert not stale.exists()
     state = json.loads((run / CHECKPOINTS_DIR / "step-000005" / STATE_JSON).read_text())
-    assert state["step"] == 5 and len(state["history"]) == 5
+    assert state["step"] == 5
+    assert len(state["history"]) == 5
     assert state["config"]["seed"] == 0
 
 
@@ -152,7 +153,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
     tmp_path: Path,
 ) -> None:
     steps, out = 6, tmp_path / "run"
-    kill_after = random.Random().randint(1, steps - 1)
+    kill_after = random.Random().randint(1, steps - 1)  # noqa: S311 - a test's kill point, not a secret
     print(f"killing after {kill_after} logged steps")  # shown when the test fails
     proc = subprocess.Popen(
         cli_args(out, steps), env=child_env(), stdout=subprocess.DEVNULL,
