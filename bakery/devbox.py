@@ -718,6 +718,7 @@ TRAIN_METRICS = "metrics.jsonl"
 TRAIN_CHECKPOINTS = "checkpoints"
 TRAIN_CHECKPOINT_DONE = "state.json"  # written last: a checkpoint folder without it is partial
 _CHECKPOINT_NAME = re.compile(r"step-\d{6,}")
+TRAIN_PATH_OPTIONS = ("--model", "--data", "--output", "--vgg-weights")
 
 
 @dataclass(frozen=True)
@@ -789,9 +790,24 @@ def training_progress(job: JobStatus, info: engine.ContainerInfo) -> TrainingPro
     checkpoint = newest_checkpoint(run)
     resume = ""
     if job.exit_code == 137 and checkpoint:
-        again = argv if "--resume" in argv else [*argv, "--resume"]
-        resume = f"cd {shlex.quote(str(host_cwd))} && python build.py job --name {info.name} -- {shlex.join(again)}"
+        again = absolute_paths(argv, cwd, host_cwd)
+        again += [] if "--resume" in argv else ["--resume"]
+        resume = f"python build.py job --name {info.name} -- {shlex.join(again)}"
     return TrainingProgress(str(run), last, total, checkpoint, resume)
+
+
+def absolute_paths(argv: Sequence[str], cwd: str, host_cwd: Path) -> list[str]:
+    """argv with relative path options made absolute, so the command works from any folder.
+
+    A --model value that does not exist as a folder is a Hugging Face repo id and stays as it is.
+    """
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        value = out[index + 1]
+        local = arg != "--model" or (host_cwd / value).exists()
+        if arg in TRAIN_PATH_OPTIONS and not value.startswith("/") and local:
+            out[index + 1] = os.path.normpath(os.path.join(cwd, value))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

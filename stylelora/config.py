@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -105,9 +106,11 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (paths as strings, tuples as lists) for run.json."""
         out = asdict(self)
+        if Path(self.model).expanduser().exists():  # a local folder, not a repo id
+            out["model"] = os.path.abspath(Path(self.model).expanduser())
         for key, value in out.items():
-            if isinstance(value, Path):
-                out[key] = str(value)
+            if isinstance(value, Path):  # absolute: a resume from another folder compares equal
+                out[key] = os.path.abspath(value.expanduser())
             elif isinstance(value, tuple):
                 out[key] = list(value)
         out["prompt"] = self.prompt

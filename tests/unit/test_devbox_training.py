@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 from pathlib import Path
 from types import MappingProxyType
@@ -50,21 +49,40 @@ def test_a_killed_training_job_gets_the_exact_resume_command(tmp_path: Path) -> 
     assert (progress.last_step, progress.steps) == (6, 10)
     assert progress.checkpoint == str(run / "checkpoints" / "step-000004")
     assert progress.resume_command == (
-        f"cd {shlex.quote(str(tmp_path / 'proj'))} && python build.py job --name box -- "
-        f"{TRAIN} --resume"
+        "python build.py job --name box -- python -m stylelora train --model /workspace/m "
+        "--data /workspace/proj/d --output /workspace/proj/runs/a --steps 10 --resume"
     )
     note = devbox.training_note(progress)
     assert note == f"training {run}: step 6/10, newest checkpoint {progress.checkpoint}"
 
 
-def test_the_resume_command_runs_in_the_same_folder(tmp_path: Path) -> None:
-    """The printed command is shell: it parses back to the job's own argv plus --resume."""
-    progress = devbox.training_progress(killed_job(tmp_path), info(tmp_path))
-    assert progress is not None
-    cd_part, job_part = progress.resume_command.split(" && ")
-    assert shlex.split(cd_part) == ["cd", str(tmp_path / "proj")]
-    argv = shlex.split(job_part)
-    assert argv[argv.index("--") + 1 :] == [*shlex.split(TRAIN), "--resume"]
+def test_the_resume_command_works_from_any_folder(tmp_path: Path) -> None:
+    """Relative paths become absolute container paths; a --model repo id stays as it is."""
+    (tmp_path / "proj" / "local-model").mkdir(parents=True)
+    argv = [
+        "python",
+        "-m",
+        "stylelora",
+        "train",
+        "--model",
+        "org/sd",
+        "--data",
+        "../d",
+        "--output",
+        "runs/a",
+    ]
+    got = devbox.absolute_paths(argv, "/workspace/proj", tmp_path / "proj")
+    assert got[4:] == [
+        "--model",
+        "org/sd",
+        "--data",
+        "/workspace/d",
+        "--output",
+        "/workspace/proj/runs/a",
+    ]
+    argv[5] = "local-model"
+    got = devbox.absolute_paths(argv, "/workspace/proj", tmp_path / "proj")
+    assert got[5] == "/workspace/proj/local-model"
 
 
 @pytest.mark.parametrize(

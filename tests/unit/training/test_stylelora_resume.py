@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from stylelora_kit import REPO, tiny_config
+from stylelora_kit import REPO, style_dir, tiny_config
 
 from stylelora import train
 from stylelora.checkpoint import CHECKPOINTS_DIR, STATE_JSON, complete_steps
@@ -182,3 +182,19 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(
     assert saved.keys() == expected.keys()
     for key, tensor in expected.items():
         torch.testing.assert_close(saved[key], tensor, rtol=1e-5, atol=1e-7)
+
+
+def test_resume_accepts_the_same_paths_written_another_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status prints the resume command with absolute paths; a relative original must match."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tiny_config(
+        Path("run"), steps=2, checkpoint_every=1, data=Path(os.path.relpath(style_dir()))
+    )
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(cfg, show_progress=False)
+    again = replace(cfg, output=tmp_path / "run", data=style_dir(), resume="latest")
+    assert len(run_training(again, show_progress=False).history) == 2
