@@ -1098,21 +1098,32 @@ def cmd_logs(args: argparse.Namespace) -> int:
             f"no job {args.job} in {info.name}", fix=f"jobs: {', '.join(j.id for j in jobs)}"
         )
     err_console().print(f"job {chosen.id} ({chosen.explanation}): {chosen.command}")
+    path = metrics_path(chosen, info) if args.metrics else chosen.log
     if args.follow:
-        return _follow(chosen, info.name)
-    text = tail_text(chosen.log, args.tail)
+        return _follow(chosen, info.name, path)
+    text = tail_text(path, args.tail)
     if text:
         print(text)
     return EXIT_OK
 
 
-def _follow(job: JobStatus, name: str) -> int:
-    """Print the log as it grows until the job has an exit code or its container stops."""
+def metrics_path(job: JobStatus, info: engine.ContainerInfo) -> Path:
+    progress = training_progress(job, info)
+    if progress is None:
+        raise UsageError(
+            f"job {job.id} is not a `stylelora train` run with an --output in the workspace",
+            fix="drop --metrics to see its output",
+        )
+    return Path(progress.run) / TRAIN_METRICS
+
+
+def _follow(job: JobStatus, name: str, path: Path | None = None) -> int:
+    """Print the log (or `path`) as it grows until the job has an exit code or its container stops."""
     offset = 0
     while True:
         info = require_container(name)
         status = _job_status(job.log.parent, job.id, info.running, info.oom_killed)
-        data = _read_text(job.log)
+        data = _read_text(path or job.log)
         sys.stdout.write(data[offset:])
         sys.stdout.flush()
         offset = len(data)
@@ -1268,6 +1279,11 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--job", default=None, help="job id (default: the latest)")
     p.add_argument("--tail", type=int, default=50, help="lines to show (default: 50)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="a `stylelora train` job: its run folder's metrics.jsonl instead of its output",
+    )
 
 
 # name, uses the selection, help, description, arguments, handler

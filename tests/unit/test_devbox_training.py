@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from types import MappingProxyType
 import pytest
 
 from bakery import devbox, engine
+from bakery.errors import UsageError
 
 TRAIN = "python -m stylelora train --model /workspace/m --data d --output runs/a --steps 10"
 
@@ -113,3 +115,20 @@ def test_the_job_wrapper_records_its_working_folder(tmp_path: Path) -> None:
     command[4] = str(folder)
     subprocess.run(command, check=True, timeout=30, cwd=tmp_path)
     assert (folder / "j1.cwd").read_text(encoding="utf-8") == f"{tmp_path}\n"
+
+
+def test_logs_metrics_tails_the_run_folders_metrics_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    killed_job(tmp_path)
+    monkeypatch.setattr(devbox, "require_container", lambda name: info(tmp_path))
+    parser = argparse.ArgumentParser()
+    devbox._add_logs(parser)
+    args = parser.parse_args(["--name", "box", "--metrics", "--tail", "2"])
+    assert devbox.cmd_logs(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert json.loads(lines[0]) == {"event": "step", "step": 6, "loss": 0.5}
+    assert lines[1] == '{"event": "st'  # shown as it is: a person reads it
+    killed_job_other = devbox.JobStatus("2-b", "sh -c true", tmp_path / "x.log", "exited", 0, "")
+    with pytest.raises(UsageError, match="is not a `stylelora train` run"):
+        devbox.metrics_path(killed_job_other, info(tmp_path))
