@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stylelora.errors import UsageError
+from stylelora.outputs import fix_modes
 
 CHECKPOINTS_DIR = "checkpoints"
 STATE_JSON = "state.json"
@@ -142,6 +143,7 @@ def write_checkpoint(
     torch.save(state, partial / STATE_PT)
     text = json.dumps({**record, "step": step}, sort_keys=True, allow_nan=False)
     (partial / STATE_JSON).write_text(text + "\n", encoding="utf-8")
+    fix_modes(partial)  # mkdtemp's 0700 and safetensors' 0600 (see outputs.py)
     for path in (*partial.iterdir(), partial):
         _fsync(path)
     final = parent / step_name(step)

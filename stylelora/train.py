@@ -289,7 +289,8 @@ def train_loop(
     loop: Loop, hooks: StepHooks | None = None, show_progress: bool = True
 ) -> list[StepRecord]:
     cfg = loop.session.cfg
-    progress = Progress(cfg.steps, enabled=show_progress, first=loop.first_step)
+    enabled = show_progress and loop.session.processes.main  # one progress line, not N
+    progress = Progress(cfg.steps, enabled=enabled, first=loop.first_step)
     try:
         for step in range(loop.first_step + 1, cfg.steps + 1):
             record = guarded_step(loop, step)
