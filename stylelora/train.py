@@ -263,9 +263,8 @@ def average_gradients(session: Session, sums: torch.Tensor) -> None:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
     processes.average([p.grad for p in params if p.grad is not None])
-    samples = sums[3].item()
     processes.average([sums])
-    sums[3] = samples * processes.count  # a total over the processes, not a mean
+    sums[3] *= processes.count  # style samples: a total over the processes, not a mean
 
 
 @dataclass

@@ -73,6 +73,9 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path: Pa
     assert record["processes"] == 2
     got = [r["loss"] for r in record["losses"]]
     assert got == pytest.approx([r["loss"] for r in one.history], rel=1e-4)
+    assert [r["style_samples"] for r in record["losses"]] == [
+        r["style_samples"] for r in one.history
+    ]
     for name in (LORA_FILE, EMBEDS_FILE):
         saved, expected = load_file(tmp_path / "two" / name), load_file(one.output / name)
         assert saved.keys() == expected.keys()
