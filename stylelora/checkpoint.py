@@ -51,6 +51,7 @@ class Checkpoint:
     step: int
     config: dict[str, Any]
     history: list[dict[str, float | int]]
+    processes: int = 1
 
 
 def step_name(step: int) -> str:
@@ -73,7 +74,13 @@ def complete_steps(run: Path) -> list[tuple[int, Path]]:
 def read_checkpoint(folder: Path) -> Checkpoint:
     try:
         data = json.loads((folder / STATE_JSON).read_text(encoding="utf-8"))
-        return Checkpoint(folder, int(data["step"]), dict(data["config"]), list(data["history"]))
+        return Checkpoint(
+            folder,
+            int(data["step"]),
+            dict(data["config"]),
+            list(data["history"]),
+            int(data.get("processes", 1)),
+        )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise UsageError(
             f"{folder} is not a stylelora checkpoint",

@@ -32,7 +32,7 @@ FORMAT = 1
 ROW = "embedding_row"
 
 
-def find(cfg: TrainConfig) -> Checkpoint | None:
+def find(cfg: TrainConfig, processes: int = 1) -> Checkpoint | None:
     """The checkpoint --resume names, checked against this run's options (None: start anew)."""
     if cfg.resume is None:
         return None
@@ -41,6 +41,13 @@ def find(cfg: TrainConfig) -> Checkpoint | None:
         log.info("--resume latest: %s has no checkpoint yet, starting at step 0", cfg.output)
         return None
     check_compatible(checkpoint, cfg.to_json())
+    if checkpoint.processes != processes:
+        raise UsageError(
+            f"checkpoint {checkpoint.folder} was written by {checkpoint.processes} training "
+            f"process(es), this run has {processes}",
+            why="the global batch (--batch-size per process) would change",
+            fix=f"launch {checkpoint.processes} process(es) to resume it",
+        )
     if checkpoint.step > cfg.steps:
         raise UsageError(
             f"checkpoint {checkpoint.folder} is at step {checkpoint.step}, past --steps {cfg.steps}",

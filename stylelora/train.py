@@ -407,7 +407,7 @@ def run_training(cfg: TrainConfig, show_progress: bool = True) -> TrainResult:
     model_dir = resolve_model(cfg.model, cfg.online)
     processes = join_processes(gpu=resolve_device(cfg.device).type == "cuda")
     try:
-        checkpoint = resume.find(cfg)
+        checkpoint = resume.find(cfg, processes.count)
         run = open_run_folder(cfg) if processes.main else None
         try:
             return _train_into(cfg, model_dir, run, checkpoint, processes, show_progress)

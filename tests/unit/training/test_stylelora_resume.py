@@ -198,3 +198,19 @@ def test_resume_accepts_the_same_paths_written_another_way(
             run_training(cfg, show_progress=False)
     again = replace(cfg, output=tmp_path / "run", data=style_dir(), resume="latest")
     assert len(run_training(again, show_progress=False).history) == 2
+
+
+def test_resume_refuses_a_checkpoint_of_another_process_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tiny_config(tmp_path / "run", steps=2, checkpoint_every=1)
+    with monkeypatch.context() as patch:
+        interrupt_at(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            run_training(cfg, show_progress=False)
+    state_file = cfg.output / CHECKPOINTS_DIR / "step-000001" / STATE_JSON
+    state = json.loads(state_file.read_text())
+    assert state["processes"] == 1
+    state_file.write_text(json.dumps({**state, "processes": 2}))  # as if two processes wrote it
+    with pytest.raises(UsageError, match=r"written by 2 training process.*this run has 1"):
+        run_training(replace(cfg, resume="latest"), show_progress=False)
