@@ -78,6 +78,7 @@ dir=$1; id=$2; text=$3; shift 3
 mkdir -p "$dir" || exit 1
 [ -e "$dir/../../.gitignore" ] || printf '*\\n' > "$dir/../../.gitignore"
 printf '%s\\n' "$text" > "$dir/$id.cmd"
+pwd > "$dir/$id.cwd"
 "$@" > "$dir/$id.log" 2>&1 < /dev/null
 code=$?
 printf '%s\\n' "$code" > "$dir/$id.exit.tmp" && mv "$dir/$id.exit.tmp" "$dir/$id.exit"
@@ -768,6 +769,107 @@ def job_command(name: str, job_id: str, command: Sequence[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Training jobs: what a `stylelora train` job has done, read from its run folder
+
+# The run-folder layout stylelora writes (stylelora/metrics.py, stylelora/checkpoint.py). bakery
+# does not import stylelora; tests/unit/training/test_stylelora_checkpoint.py checks these agree.
+TRAIN_METRICS = "metrics.jsonl"
+TRAIN_CHECKPOINTS = "checkpoints"
+TRAIN_CHECKPOINT_DONE = "state.json"  # written last: a checkpoint folder without it is partial
+_CHECKPOINT_NAME = re.compile(r"step-\d{6,}")
+TRAIN_PATH_OPTIONS = ("--model", "--data", "--output", "--vgg-weights")
+
+
+@dataclass(frozen=True)
+class TrainingProgress:
+    run: str  # the run folder on the host
+    last_step: int | None
+    steps: int | None
+    checkpoint: str  # the newest complete checkpoint folder ("" if none)
+    resume_command: str  # after a kill (137) with a checkpoint: the exact command to continue
+
+
+def train_output(argv: Sequence[str]) -> str | None:
+    """The --output of a `stylelora train` command line, or None for any other command."""
+    if "stylelora" not in argv or "train" not in argv[argv.index("stylelora") :]:
+        return None
+    for index, arg in enumerate(argv):
+        if arg == "--output" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--output="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _host_path(container_path: str, workspace: Path) -> Path | None:
+    path = Path(container_path)
+    if not path.is_relative_to(WORKSPACE_IN):
+        return None
+    return workspace / path.relative_to(WORKSPACE_IN)
+
+
+def newest_checkpoint(run: Path) -> str:
+    folder = run / TRAIN_CHECKPOINTS
+    names = [
+        p.name
+        for p in (folder.iterdir() if folder.is_dir() else [])
+        if _CHECKPOINT_NAME.fullmatch(p.name) and (p / TRAIN_CHECKPOINT_DONE).is_file()
+    ]
+    return str(folder / max(names)) if names else ""
+
+
+def last_steps(run: Path) -> tuple[int | None, int | None]:
+    """(last logged step, planned steps) from the run's metrics file."""
+    last, total = None, None
+    for line in _read_text(run / TRAIN_METRICS).splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by the kill
+        if isinstance(event, dict) and event.get("event") == "step":
+            last = int(event.get("step", 0))
+        elif isinstance(event, dict) and event.get("event") == "start":
+            total = int(event.get("steps", 0))
+    return last, total
+
+
+def training_progress(job: JobStatus, info: engine.ContainerInfo) -> TrainingProgress | None:
+    """For a `stylelora train` job: last step, newest checkpoint, and how to resume after 137."""
+    workspace = info.labels.get(f"{LABEL_PREFIX}workspace", "")
+    argv = shlex.split(job.command) if job.command else []
+    output = train_output(argv)
+    if not workspace or output is None:
+        return None
+    cwd = _read_text(job.log.with_name(f"{job.id}.cwd")).strip() or WORKSPACE_IN
+    run = _host_path(os.path.join(cwd, output), Path(workspace))
+    host_cwd = _host_path(cwd, Path(workspace))
+    if run is None or host_cwd is None:
+        return None
+    last, total = last_steps(run)
+    checkpoint = newest_checkpoint(run)
+    resume = ""
+    if job.exit_code == 137 and checkpoint:
+        again = absolute_paths(argv, cwd, host_cwd)
+        again += [] if "--resume" in argv else ["--resume"]
+        resume = f"python build.py job --name {info.name} -- {shlex.join(again)}"
+    return TrainingProgress(str(run), last, total, checkpoint, resume)
+
+
+def absolute_paths(argv: Sequence[str], cwd: str, host_cwd: Path) -> list[str]:
+    """argv with relative path options made absolute, so the command works from any folder.
+
+    A --model value that does not exist as a folder is a Hugging Face repo id and stays as it is.
+    """
+    out = list(argv)
+    for index, arg in enumerate(out[:-1]):
+        value = out[index + 1]
+        local = arg != "--model" or (host_cwd / value).exists()
+        if arg in TRAIN_PATH_OPTIONS and not value.startswith("/") and local:
+            out[index + 1] = os.path.normpath(os.path.join(cwd, value))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Status
 
 
@@ -786,6 +888,7 @@ class DevboxStatus:
     explanation: str
     last_job: JobStatus | None
     log_tail: str
+    training: TrainingProgress | None = None
 
 
 def status_of(info: engine.ContainerInfo, log_lines: int = 10) -> DevboxStatus:
@@ -809,6 +912,7 @@ def status_of(info: engine.ContainerInfo, log_lines: int = 10) -> DevboxStatus:
         explanation=_state_note(info),
         last_job=jobs[-1] if jobs else None,
         log_tail=engine.container_logs_tail(info.name, log_lines) if exited else "",
+        training=training_progress(jobs[-1], info) if jobs else None,
     )
 
 
@@ -853,6 +957,8 @@ def print_status(statuses: Sequence[DevboxStatus]) -> None:
         notes = [s.explanation] if s.explanation else []
         if job is not None:
             notes.append(f"last job {job.id}: {job.explanation}")
+        if s.training is not None:
+            notes.append(training_note(s.training))
         table.add_row(
             s.name, s.state, s.variant, image, s.user, human_age(s.since), "; ".join(notes)
         )
@@ -860,6 +966,12 @@ def print_status(statuses: Sequence[DevboxStatus]) -> None:
     out.print(table)
     for s in statuses:
         _print_tails(out, s)
+
+
+def training_note(t: TrainingProgress) -> str:
+    step = "no step yet" if t.last_step is None else f"step {t.last_step}/{t.steps or '?'}"
+    checkpoint = f"newest checkpoint {t.checkpoint}" if t.checkpoint else "no checkpoint"
+    return f"training {t.run}: {step}, {checkpoint}"
 
 
 def _print_tails(out: Any, s: DevboxStatus) -> None:
@@ -870,6 +982,9 @@ def _print_tails(out: Any, s: DevboxStatus) -> None:
     if job is not None and job.state != "running" and job.exit_code != 0:
         out.print(f"\n[bold]{s.name}[/]: last lines of job {job.id} ({job.log}):", markup=True)
         out.print(tail_text(job.log, 10) or "(no output)", markup=False, highlight=False)
+    if s.training is not None and s.training.resume_command:
+        out.print(f"\n[bold]{s.name}[/]: resume the training with:", markup=True)
+        out.print(s.training.resume_command, markup=False, highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1106,21 +1221,32 @@ def cmd_logs(args: argparse.Namespace) -> int:
             f"no job {args.job} in {info.name}", fix=f"jobs: {', '.join(j.id for j in jobs)}"
         )
     err_console().print(f"job {chosen.id} ({chosen.explanation}): {chosen.command}")
+    path = metrics_path(chosen, info) if args.metrics else chosen.log
     if args.follow:
-        return _follow(chosen, info.name)
-    text = tail_text(chosen.log, args.tail)
+        return _follow(chosen, info.name, path)
+    text = tail_text(path, args.tail)
     if text:
         print(text)
     return EXIT_OK
 
 
-def _follow(job: JobStatus, name: str) -> int:
-    """Print the log as it grows until the job has an exit code or its container stops."""
+def metrics_path(job: JobStatus, info: engine.ContainerInfo) -> Path:
+    progress = training_progress(job, info)
+    if progress is None:
+        raise UsageError(
+            f"job {job.id} is not a `stylelora train` run with an --output in the workspace",
+            fix="drop --metrics to see its output",
+        )
+    return Path(progress.run) / TRAIN_METRICS
+
+
+def _follow(job: JobStatus, name: str, path: Path | None = None) -> int:
+    """Print the log (or `path`) as it grows until the job has an exit code or its container stops."""
     offset = 0
     while True:
         info = require_container(name)
         status = _job_status(job.log.parent, job.id, info.running, info.oom_killed)
-        data = _read_text(job.log)
+        data = _read_text(path or job.log)
         sys.stdout.write(data[offset:])
         sys.stdout.flush()
         offset = len(data)
@@ -1295,6 +1421,11 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
         "--tail", type=argtypes.whole_number(0), default=50, help="lines to show (default: 50)"
     )
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the job ends")
+    p.add_argument(
+        "--metrics",
+        action="store_true",
+        help="a `stylelora train` job: its run folder's metrics.jsonl instead of its output",
+    )
 
 
 # name, uses the selection, help, description, arguments, handler

@@ -65,6 +65,16 @@ TRAIN_OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--max-grad-norm", "gradient clipping norm", {"type": float}),
     ("--seed", "seeds LoRA init, data order, noise and timesteps", {"type": int}),
     ("--gradient-checkpointing", "less memory, more compute", {"action": "store_true"}),
+    ("--lr-warmup", "steps of linear learning-rate warm-up", {"type": int}),
+    ("--checkpoint-every", "write a resumable checkpoint every N steps (0: never)", {"type": int}),
+    ("--keep-checkpoints", "keep only the newest K checkpoints", {"type": int}),
+    (
+        "--resume",
+        "continue from the newest checkpoint in --output (`latest`, the default) or from DIR",
+        {"nargs": "?", "const": "latest", "metavar": "DIR|latest"},
+    ),
+    ("--validate-every", "render validation images every N steps (0: never)", {"type": int}),
+    ("--validation-steps", "inference steps of each validation image", {"type": int}),
 )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,12 @@ class TrainConfig:
     mixed_precision: Precision = "auto"
     device: DeviceName = "auto"
     gradient_checkpointing: bool = False
+    lr_warmup: int = 0
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    resume: str | None = None
+    validate_every: int = 0
+    validation_steps: int = 25
     overwrite: bool = False
     online: bool = False
 
@@ -84,6 +91,11 @@ class TrainConfig:
             (self.batch_size < 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.grad_accum < 1, f"--grad-accum must be at least 1, got {self.grad_accum}"),
             (not self.max_grad_norm > 0, "--max-grad-norm must be positive"),
+            (self.lr_warmup < 0, f"--lr-warmup must be >= 0, got {self.lr_warmup}"),
+            (self.checkpoint_every < 0, "--checkpoint-every must be >= 0 (0: no checkpoints)"),
+            (self.keep_checkpoints < 1, "--keep-checkpoints must be at least 1"),
+            (self.validate_every < 0, "--validate-every must be >= 0 (0: no validation)"),
+            (self.validation_steps < 1, "--validation-steps must be at least 1"),
             (
                 not self.token.strip() or " " in self.token,
                 f"--token must be one word, got {self.token!r}",
@@ -94,9 +106,11 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (paths as strings, tuples as lists) for run.json."""
         out = asdict(self)
+        if Path(self.model).expanduser().exists():  # a local folder, not a repo id
+            out["model"] = os.path.abspath(Path(self.model).expanduser())
         for key, value in out.items():
-            if isinstance(value, Path):
-                out[key] = str(value)
+            if isinstance(value, Path):  # absolute: a resume from another folder compares equal
+                out[key] = os.path.abspath(value.expanduser())
             elif isinstance(value, tuple):
                 out[key] = list(value)
         out["prompt"] = self.prompt

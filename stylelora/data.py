@@ -28,15 +28,53 @@ class StyleImages:
     pixels: torch.Tensor
     paths: tuple[Path, ...]
 
-    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    def batches(self, batch_size: int, generator: torch.Generator) -> BatchCursor:
         """Endless shuffled batches in [-1, 1]; an epoch smaller than a batch repeats images."""
-        count = len(self.paths)
-        while True:
-            order = torch.randperm(count, generator=generator)
-            while len(order) < batch_size:
-                order = torch.cat([order, torch.randperm(count, generator=generator)])
-            for start in range(0, len(order) - batch_size + 1, batch_size):
-                yield to_model_range(self.pixels[order[start : start + batch_size]])
+        return BatchCursor(self.pixels, batch_size, generator)
+
+
+class BatchCursor(Iterator[torch.Tensor]):
+    """The data order as state: the current epoch's permutation and the position in it.
+
+    Permutations come from the run's generator, so the generator's state plus `state()` is all a
+    checkpoint needs to continue the exact same sequence of batches.
+    """
+
+    def __init__(self, pixels: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        self.pixels = pixels
+        self.batch_size = batch_size
+        self.generator = generator
+        self.order = torch.zeros(0, dtype=torch.int64)
+        self.position = 0
+
+    def __next__(self) -> torch.Tensor:
+        if self.position + self.batch_size > len(self.order):
+            count = self.pixels.shape[0]
+            order = torch.randperm(count, generator=self.generator)
+            while len(order) < self.batch_size:
+                order = torch.cat([order, torch.randperm(count, generator=self.generator)])
+            self.order, self.position = order, 0
+        picked = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return to_model_range(self.pixels[picked])
+
+    def state(self) -> dict[str, torch.Tensor | int]:
+        return {"order": self.order.clone(), "position": self.position}
+
+    def load_state(self, state: dict[str, object]) -> None:
+        order, position = state["order"], state["position"]
+        if not isinstance(order, torch.Tensor) or not isinstance(position, int):
+            raise TypeError("a data-order state needs an order tensor and an int position")
+        self.order, self.position = order.to(torch.int64), position
+
+
+def split_heldout(images: StyleImages, validating: bool) -> tuple[StyleImages, torch.Tensor | None]:
+    """With validation on and two or more images, the last image is held out of training."""
+    if not validating or len(images.paths) < 2:
+        return images, None
+    log.info("validation: %s is held out of training", images.paths[-1].name)
+    kept = StyleImages(images.pixels[:-1], images.paths[:-1])
+    return kept, to_model_range(images.pixels[-1:])
 
 
 def to_model_range(pixels: torch.Tensor) -> torch.Tensor:

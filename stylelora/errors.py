@@ -14,6 +14,7 @@ EXIT_MODEL = 3  # the base model folder is missing, incomplete or unloadable
 EXIT_DATA = 4  # the style-image folder is missing, empty or holds a bad file
 EXIT_OUTPUT = 5  # the output folder cannot be written, or already holds a run
 EXIT_TRAINING = 6  # training diverged (a non-finite loss)
+EXIT_MEMORY = 7  # the GPU ran out of memory (CUDA or HIP)
 EXIT_INTERNAL = 70  # a bug or an unexpected library failure (EX_SOFTWARE); --debug shows it
 EXIT_INTERRUPTED = 130
 
@@ -53,3 +54,7 @@ class OutputError(StyleloraError):
 
 class TrainingError(StyleloraError):
     exit_code = EXIT_TRAINING
+
+
+class OutOfMemory(StyleloraError):
+    exit_code = EXIT_MEMORY

@@ -17,8 +17,11 @@ LOG_LINES = 20  # on a non-terminal, about this many lines per run
 class Progress:
     """Steps, both loss terms, it/s and the time left."""
 
-    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, total: int, enabled: bool = True, stream: TextIO | None = None, first: int = 0
+    ) -> None:
         self.total = total
+        self.first = first  # steps done before this process started (a resumed run)
         self.enabled = enabled
         self.stream = sys.stderr if stream is None else stream
         self.tty = self.stream.isatty()
@@ -30,7 +33,7 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        rate = step / max(now - self.start, 1e-9)
+        rate = self.rate(step)
         text = (
             f"step {step}/{self.total} | loss {loss:.4f} (diffusion {diffusion:.4f}, "
             f"style {style:.4f}) | {rate:.2f} it/s | {format_seconds((self.total - step) / rate)} left"
@@ -42,6 +45,10 @@ class Progress:
             self.drawn = now
         elif not self.tty and (step % self.every == 0 or step == self.total):
             log.info("%s", text)
+
+    def rate(self, step: int) -> float:
+        """Steps per second since this process started."""
+        return (step - self.first) / max(time.perf_counter() - self.start, 1e-9)
 
     def close(self) -> None:
         if self.enabled and self.tty:

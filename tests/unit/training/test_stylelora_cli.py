@@ -273,6 +273,7 @@ def test_smoke_passes_and_prints_one_json_verdict(
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == [
         "learned_embeds.safetensors",
+        "metrics.jsonl",
         "pytorch_lora_weights.safetensors",
         "run.json",
         "sample.png",

@@ -71,6 +71,7 @@ def test_smoke_as_a_non_root_user_without_a_home(shared_dir: Path) -> None:
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "learned_embeds.safetensors",
+        "metrics.jsonl",
         "pytorch_lora_weights.safetensors",
         "run.json",
         "sample.png",
