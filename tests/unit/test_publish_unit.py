@@ -14,6 +14,7 @@ from rich.console import Console
 from bakery import cli, engine, publish
 from bakery.errors import BakeryError, ConfigError, DockerError, GuardError, UsageError
 from bakery.matrix import load_matrix
+from bakery.publish import cli as publish_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
@@ -255,7 +256,7 @@ def test_no_variables_means_the_docker_credential_store() -> None:
 
 def test_errors_leaving_a_command_are_scrubbed_of_the_password() -> None:
     credentials = publish.Credentials("me", "s3cret")
-    with pytest.raises(DockerError) as caught, publish._scrubbed(credentials):
+    with pytest.raises(DockerError) as caught, publish.scrubbed(credentials):
         raise DockerError(
             "login s3cret failed",
             command=["docker", "login", "-p", "s3cret"],
@@ -364,7 +365,7 @@ def test_the_commands_are_registered_with_their_options() -> None:
 )
 def test_bad_registries_are_usage_errors(registry: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        publish._check_registry(registry, "--registry")
+        publish.check_registry(registry, "--registry")
 
 
 def test_the_destination_keeps_the_image_name_and_replaces_the_registry(tmp_path: Path) -> None:
@@ -435,7 +436,7 @@ def test_release_builds_tests_and_pushes_in_that_order(monkeypatch: pytest.Monke
     calls: list[str] = []
     monkeypatch.setattr(builder, "cmd_build", step(calls, "build", 0))
     monkeypatch.setattr(testrun, "cmd_test", step(calls, "test", 0))
-    monkeypatch.setattr(publish, "run_push", step(calls, "push", 0))
+    monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu", "--registry", "ghcr.io/x")
     assert publish.cmd_release(args) == 0
     assert calls == ["build", "test", "push"]
@@ -448,7 +449,7 @@ def test_release_pushes_nothing_when_a_test_fails(monkeypatch: pytest.MonkeyPatc
     calls: list[str] = []
     monkeypatch.setattr(builder, "cmd_build", step(calls, "build", 0))
     monkeypatch.setattr(testrun, "cmd_test", step(calls, "test", 1))
-    monkeypatch.setattr(publish, "run_push", step(calls, "push", 0))
+    monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu")
     with pytest.raises(BakeryError, match="nothing was pushed"):
         publish.cmd_release(args)
@@ -463,7 +464,7 @@ def test_release_dry_run_only_plans(
     calls: list[str] = []
     monkeypatch.setattr(builder, "cmd_build", step(calls, "build (prints the plan)", 0))
     monkeypatch.setattr(testrun, "cmd_test", step(calls, "test", 0))
-    monkeypatch.setattr(publish, "run_push", step(calls, "push", 0))
+    monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu", "--dry-run")
     assert publish.cmd_release(args) == 0
     assert calls == ["build (prints the plan)"]

@@ -18,6 +18,8 @@ from bakery import cli, engine, slim
 from bakery.devbox import GpuAccess, HostUser
 from bakery.errors import EXIT_GUARD, EXIT_USAGE, BakeryError, GuardError, UsageError
 from bakery.matrix import Variant, load_matrix
+from bakery.slim import compose as slim_compose
+from bakery.slim import glibc as slim_glibc
 
 ROOT = Path(__file__).resolve().parents[2]
 VARIANTS = {v.id: v for v in load_matrix(ROOT / "matrix.toml").variants}
@@ -331,7 +333,7 @@ def test_no_glibc_symbol(tmp_path: Path) -> None:
 def test_symbol_cut_by_a_chunk_boundary_is_found(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(slim, "_SCAN_CHUNK", 64)
+    monkeypatch.setattr(slim_glibc, "_SCAN_CHUNK", 64)
     path = tmp_path / "ext.so"
     data = b"x" * 60 + b"GLIBC_2.38\0" + b"y" * 200
     path.write_bytes(data)
@@ -513,7 +515,7 @@ def test_compose_yaml_reads_back_as_the_document(
         "name": "x",
         "services": {"train": {"environment": {"D: x": 'y: "z"\n#', "E": "- f"}, "empty": []}},
     }
-    monkeypatch.setattr(slim, "compose_document", lambda plan: document)
+    monkeypatch.setattr(slim_compose, "compose_document", lambda plan: document)
     text = slim.render_compose(plan(tmp_path, CPU_SLIM, GpuAccess("cpu")), Path("c\nx: 1.yaml"))
     assert yaml.safe_load(text) == document
 
