@@ -52,8 +52,14 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def wheels(tmp_path: Path) -> Path:
+    """A find-links folder holding the exact torch wheel file the cpu variant needs.
+
+    Only its name is read: `--print` builds nothing, and the plan refuses local sources that
+    lack the variant's wheels before any bake file is written.
+    """
     folder = tmp_path / "wheels"
     folder.mkdir()
+    (folder / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
     return folder
 
 
