@@ -1,0 +1,40 @@
+"""matrix.toml: load it, validate every key, and expand it into variants.
+
+All problems are collected and raised together as one `ConfigError` before anything runs; each
+names the file, the key path, the bad value, the valid choices and the closest match.
+
+The package, one module per concept (arrows point down; none imports this package's __init__):
+
+    load           reading the file: a regular file, UTF-8 without a BOM, TOML, not too deep
+    parse          the sections checked in file order, then the variants expanded
+    check_rules    [[exclude]] and [[include]]
+    expand         variants from targets; Python ranges after excludes; duplicate ids
+    check_targets  [targets.NAME]: index, base image, torch/python/companion/arch/flavour values
+    check_stack    [[stack]]: application packages per Python range
+    check_project  [project]: repository, user, uid, gid
+    check_env      env and apt_packages (a target's, or the file's for every target)
+    checker        the problem collector and the generic key/type checks, closest-name hints
+    selection      the variants the selection flags pick
+    model          Project, Variant, Matrix, Selection, Target
+"""
+
+from __future__ import annotations
+
+from bakery.matrix.checker import closest, describe_choices
+from bakery.matrix.load import load_matrix
+from bakery.matrix.model import FLAVOURS, Matrix, Project, Selection, Variant
+from bakery.matrix.parse import parse_matrix
+from bakery.matrix.selection import select_variants
+
+__all__ = [
+    "FLAVOURS",
+    "Matrix",
+    "Project",
+    "Selection",
+    "Variant",
+    "closest",
+    "describe_choices",
+    "load_matrix",
+    "parse_matrix",
+    "select_variants",
+]

@@ -1,0 +1,108 @@
+"""What a matrix is once read: the project, its variants, a selection, and the targets behind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+
+from bakery.compat import WheelIndex
+
+FLAVOURS = ("full", "slim")
+
+
+@dataclass(frozen=True)
+class Project:
+    repository: str
+    user: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One image: a target × torch × python × flavour combination, fully resolved."""
+
+    target: str
+    index: WheelIndex
+    torch: str
+    python: str
+    flavour: str
+    companions: tuple[tuple[str, str], ...]
+    base: str
+    base_digest: str
+    base_python: str
+    gpu_archs: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    stack: tuple[tuple[str, str], ...]
+    project: Project
+    apt_packages: tuple[str, ...] = ()  # matrix apt_packages: global, then the target's
+
+    @property
+    def tag(self) -> str:
+        suffix = "-slim" if self.flavour == "slim" else ""
+        return f"{self.torch}-{self.index.tag_part}-py{self.python}{suffix}"
+
+    @property
+    def id(self) -> str:
+        return self.tag
+
+    @property
+    def image(self) -> str:
+        return f"{self.project.repository}:{self.tag}"
+
+    @property
+    def base_ref(self) -> str:
+        return f"{self.base}@{self.base_digest}" if self.base_digest else self.base
+
+    @property
+    def accelerator(self) -> str:
+        return self.index.accelerator
+
+    @property
+    def pypi_equivalent(self) -> bool:
+        return self.torch in self.index.pypi_equivalent
+
+    def companion(self, name: str) -> str | None:
+        return dict(self.companions).get(name)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    project: Project
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the selection flags ask for; empty tuples select everything."""
+
+    targets: tuple[str, ...] = ()
+    torch: tuple[str, ...] = ()
+    python: tuple[str, ...] = ()
+    flavours: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()  # globs on the variant id
+
+
+@dataclass(frozen=True)
+class Target:
+    """One `[targets.NAME]` table, checked; it expands into variants (bakery.matrix.expand)."""
+
+    name: str
+    index: WheelIndex
+    base: str
+    base_digest: str
+    base_python: str
+    torch: tuple[str, ...]
+    python: tuple[str, ...]
+    companions: tuple[str, ...]
+    gpu_archs: tuple[str, ...]
+    flavours: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    apt_packages: tuple[str, ...] = ()
+
+
+# One `[[stack]]` entry: the Python versions it covers and its pinned packages.
+StackSet = tuple[SpecifierSet, tuple[tuple[str, str], ...]]
