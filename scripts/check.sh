@@ -7,7 +7,9 @@
 # Docker-backed suites need the engine from scripts/setup.sh; in CI (CI=true) they never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The project's environment from scripts/setup.sh, else the python3 on PATH.
 PY="${PYTHON:-python3}"
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
 VARIANTS="${BAKERY_CHECK_VARIANTS-2.13.0-cpu-py3.11,2.13.0-cpu-py3.11-slim}"
 
 "$PY" -m ruff check .
