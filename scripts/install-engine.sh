@@ -115,7 +115,8 @@ MANUAL_DOCKER_CE=(
 decide_debian() {
   local version="$1" mirror
   case "$version" in 12 | 13) ;; *) refuse "Debian ${version:-?} is not supported (Debian 12 and 13 are)" "${MANUAL_DOCKER_CE[@]}" ;; esac
-  PACKAGES=("docker.io=$DOCKER_IO_VERSION" "docker-buildx=$BUILDX_VERSION" "docker-compose=$COMPOSE_VERSION")
+  # trixie splits the client out of docker.io (docker-cli, only recommended by docker.io)
+  PACKAGES=("docker.io=$DOCKER_IO_VERSION" "docker-cli=$DOCKER_IO_VERSION" "docker-buildx=$BUILDX_VERSION" "docker-compose=$COMPOSE_VERSION")
   if apt_has_suite trixie; then
     ENGINE=debian ENGINE_WHY="Debian $version, apt sources have trixie"
     [ "$version" = 13 ] || TARGET_RELEASE=(-t trixie)
@@ -206,6 +207,10 @@ install_packages() {
 }
 
 start_dockerd() {
+  if ! command -v docker >/dev/null 2>&1; then
+    log "the docker command is missing (Debian 13: apt-get install docker-cli); install it, then re-run"
+    exit 1
+  fi
   if docker info >/dev/null 2>&1; then
     log "dockerd already answers"
     return 0

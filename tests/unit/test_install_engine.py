@@ -15,8 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 HOSTS = Path(__file__).parent / "fixtures" / "hosts"
 SCRIPT = REPO / "scripts" / "install-engine.sh"
-DEBIAN_ENGINE = (
-    "docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-buildx=0.13.1+ds1-3 docker-compose=2.26.1-4"
+DEBIAN_ENGINE = (  # trixie's docker.io only recommends its client, docker-cli
+    "docker.io=26.1.5+dfsg1-9+deb13u1+b1 docker-cli=26.1.5+dfsg1-9+deb13u1+b1"
+    " docker-buildx=0.13.1+ds1-3 docker-compose=2.26.1-4"
 )
 DOCKER_CE_STATUS = (
     "Package: docker-ce\nStatus: install ok installed\nVersion: 5:27.3.1-1~ubuntu.24.04~noble\n\n"
