@@ -51,8 +51,10 @@ git clone --quiet --no-local --branch "$(git -C "$REPO" rev-parse --abbrev-ref H
 FIRST=$(first_command "$WORK/bakery/README.md")
 [ -n "$FIRST" ] || { log "no first command found in README.md"; exit 2; }
 
-mounts=(-v "$NAME-docker:/var/lib/docker" -v "$CA:/etc/ssl/certs/ca-certificates.crt:ro")
-envs=(-e PIP_CERT=/etc/ssl/certs/ca-certificates.crt -e PIP_DISABLE_PIP_VERSION_CHECK=1 -e CI=true)
+# The proxy's CA as pip settings name it (PIP_CERT), beside the system bundle, which
+# ca-certificates' own postinst must stay free to rewrite.
+mounts=(-v "$NAME-docker:/var/lib/docker" -v "$CA:/opt/host-ca.pem:ro")
+envs=(-e PIP_CERT=/opt/host-ca.pem -e PIP_DISABLE_PIP_VERSION_CHECK=1 -e CI=true)
 if [ -d "${PIP_FIND_LINKS:-/opt/wheels}" ]; then
   mounts+=(-v "${PIP_FIND_LINKS:-/opt/wheels}:/opt/wheels:ro")
   envs+=(-e PIP_FIND_LINKS=/opt/wheels -e PIP_CONFIG_FILE=/dev/null)

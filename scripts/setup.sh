@@ -42,7 +42,8 @@ as_owner() {
 apt_install() {
   log "apt-get install $*"
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>/tmp/bakery-setup-apt.log \
+    || { tail -n 20 /tmp/bakery-setup-apt.log >&2; die "apt-get install $* failed (above)"; }
 }
 
 venv_works() {  # Debian/Ubuntu ship ensurepip separately (python3-venv, python3.X-venv)
