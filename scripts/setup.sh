@@ -41,9 +41,12 @@ as_owner() {
 
 apt_install() {
   log "apt-get install $*"
+  local out
+  out=$(mktemp)
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>/tmp/bakery-setup-apt.log \
-    || { tail -n 20 /tmp/bakery-setup-apt.log >&2; die "apt-get install $* failed (above)"; }
+  apt-get install -y -qq --no-install-recommends "$@" >"$out" 2>&1 \
+    || { tail -n 20 "$out" >&2; rm -f "$out"; die "apt-get install $* failed (above)"; }
+  rm -f "$out"
 }
 
 venv_works() {  # Debian/Ubuntu ship ensurepip separately (python3-venv, python3.X-venv)
