@@ -12,7 +12,8 @@
 #
 # FRESH_BASE_IMAGE     the Debian 12 image (default bakery/debian:bookworm; `build.py base` makes it)
 # FRESH_VARIANTS       BAKERY_CHECK_VARIANTS for the test command (default 2.13.0-cpu-py3.11)
-# FRESH_TEST_ARGS      pytest arguments of the test command (default: tests/unit tests/image)
+# FRESH_TEST_ARGS      pytest arguments of the test command (default: unit tests, image suites,
+#                      and the training tests inside the cpu image)
 # FRESH_NAME_PREFIX    prefix of the container and volume names (default bakery-fresh)
 # FRESH_KEEP=1         keep the container and its volume for inspection
 set -euo pipefail
@@ -22,7 +23,7 @@ case "$MODE" in root | sudo-user) ;; *) echo "usage: $0 [root|sudo-user]" >&2; e
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BASE_IMAGE="${FRESH_BASE_IMAGE:-bakery/debian:bookworm}"
 VARIANTS="${FRESH_VARIANTS:-2.13.0-cpu-py3.11}"
-TEST_ARGS="${FRESH_TEST_ARGS:-tests/unit tests/image}"
+TEST_ARGS="${FRESH_TEST_ARGS:-tests/unit tests/image tests/docker/test_stylelora_in_image.py}"
 NAME="${FRESH_NAME_PREFIX:-bakery-fresh}-$MODE-$$"
 WORK=$(mktemp -d)
 CA="${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}"

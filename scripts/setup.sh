@@ -69,11 +69,11 @@ ensure_python() {
 host_has_torch() { python3 -c 'import torch' >/dev/null 2>&1; }
 
 make_venv() {
-  local flags=() extras="test"
+  local flags=() extras="test,bench"
   if host_has_torch; then
     # The host's torch (already installed) is used as is: nothing is fetched for it.
     flags+=(--system-site-packages)
-    extras="test,train"
+    extras="test,train,bench"
     log "host torch found: the training tests run on the host"
   else
     log "no host torch: the training tests run inside the built cpu image (nothing fetched)"
