@@ -9,7 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The project's environment from scripts/setup.sh, else the python3 on PATH.
 PY="${PYTHON:-python3}"
-if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then PY=.venv/bin/python; fi
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then
+  PY=.venv/bin/python
+  PATH="$PWD/.venv/bin:$PATH"  # the tools the tests call (hadolint, actionlint) live there too
+  export PATH
+fi
 VARIANTS="${BAKERY_CHECK_VARIANTS-2.13.0-cpu-py3.11,2.13.0-cpu-py3.11-slim}"
 
 "$PY" -m ruff check .

@@ -45,8 +45,10 @@ def test_without_dependencies_it_reexecutes_in_the_project_venv(tmp_path: Path) 
     project = _project_copy(tmp_path)
     bin_dir = project / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    # Stands in for a venv's interpreter: the real one, which sees the installed dependencies.
-    (bin_dir / "python").symlink_to(sys.executable)
+    # Stands in for a venv's interpreter: runs this interpreter (which has the dependencies) by
+    # its own path, so that a venv's interpreter stays one (a symlink would lose its pyvenv.cfg).
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     done = _run_without_site(project)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("bakery ")
