@@ -1,8 +1,41 @@
-"""bakery entry point: `python build.py --help`."""
+"""bakery entry point: `python build.py --help`.
 
+When bakery's dependencies are not importable (a fresh shell, system python3) and the project's
+environment `.venv` exists (scripts/setup.sh makes it), re-execute this script in it.
+"""
+
+import importlib.util
+import os
 import sys
+from pathlib import Path
 
-from bakery.cli import main
+VENV_PYTHON = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
+REEXEC_MARK = "BAKERY_REEXECUTED"
+
+
+def _in_project_venv() -> None:
+    """Replace this process by .venv's python when bakery cannot be imported here."""
+    try:
+        import bakery.cli  # noqa: F401, PLC0415 - the probe itself
+
+        # Dependencies bakery imports only when a command needs them (python-on-whales is lazy so
+        # that `list` and `enter` start fast): found, not imported.
+        for name in ("python_on_whales", "yaml"):
+            if importlib.util.find_spec(name) is None:
+                raise ImportError(f"No module named {name!r}")
+    except ImportError as exc:
+        if VENV_PYTHON.is_file() and REEXEC_MARK not in os.environ:
+            os.environ[REEXEC_MARK] = "1"
+            os.execv(VENV_PYTHON, [str(VENV_PYTHON), *sys.argv])  # noqa: S606 - argv list, no shell
+        sys.stderr.write(
+            f"error: bakery's dependencies are not importable by {sys.executable} ({exc}) — "
+            "run scripts/setup.sh, which installs them into .venv\n"
+        )
+        sys.exit(2)
+
 
 if __name__ == "__main__":
+    _in_project_venv()
+    from bakery.cli import main
+
     sys.exit(main(sys.argv[1:], exec_enter=True))

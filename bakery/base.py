@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +31,9 @@ DEFAULT_REPOSITORY = "bakery/debian"
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBOOTSTRAP_TIMEOUT = 1800.0  # about 25 s on the project's machines; a slow mirror gets time
 TAR_TIMEOUT = 600.0
-MIRROR_FIX = "pass the mirror explicitly with `--mirror http://<debian mirror>/debian`"
+MIRROR_FIX = "pass the mirror explicitly with `--debian-mirror http://<debian mirror>/debian`"
+# Where no host Debian mirror exists (Ubuntu hosts, GitHub-hosted runners): Debian's own CDN.
+PUBLIC_DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # Suite names that mark an apt source as a Debian archive when its URI does not end in /debian.
 _DEBIAN_SUITES = frozenset(
     {"buster", "bullseye", "bookworm", "trixie", "forky", "sid"}
@@ -42,7 +45,7 @@ _DEBIAN_SUITES = frozenset(
 class BaseOptions:
     suite: str = DEFAULT_SUITE
     tag: str | None = None  # default: bakery/debian:<suite>
-    mirror: str | None = None  # default: taken from the host's apt sources
+    mirror: str | None = None  # default: default_debian_mirror()
     force: bool = False  # rebuild even when the tag exists
     workdir: Path | None = None  # where the temporary rootfs goes (default: the system temp dir)
 
@@ -146,6 +149,65 @@ def mirror_from_apt_sources(root: Path = Path("/")) -> str:
     return archives[0].uri.rstrip("/")
 
 
+def _host_is_debian(root: Path) -> bool:
+    for name in ("etc/os-release", "usr/lib/os-release"):
+        path = root / name
+        if path.is_file():
+            fields = dict(
+                line.split("=", 1)
+                for line in path.read_text(errors="replace").splitlines()
+                if "=" in line
+            )
+            return fields.get("ID", "").strip("\"'") == "debian"
+    return False
+
+
+def default_debian_mirror(root: Path = Path("/")) -> str:
+    """On Debian the host's own Debian mirror (its apt sources); elsewhere Debian's public one."""
+    if _host_is_debian(root):
+        return mirror_from_apt_sources(root)
+    return PUBLIC_DEBIAN_MIRROR
+
+
+def check_mirror(mirror: str) -> str:
+    """The mirror without a trailing slash; UsageError unless it is an http(s) URL with a host."""
+    parts = urllib.parse.urlsplit(mirror)
+    printable = re.fullmatch(r"[\x21-\x7e]+", mirror) is not None  # no spaces, controls, newlines
+    if not printable or parts.scheme not in ("http", "https") or not parts.hostname:
+        shown = json.dumps(public_mirror(mirror), ensure_ascii=True)
+        raise UsageError(
+            f"--debian-mirror {shown} is not an http:// or https:// URL of a Debian archive",
+            fix="e.g. --debian-mirror http://deb.debian.org/debian",
+        )
+    return mirror.rstrip("/")
+
+
+def public_mirror(mirror: str) -> str:
+    """The mirror without user name and password: what labels, sources.list and logs may show."""
+    parts = urllib.parse.urlsplit(mirror)
+    if "@" not in parts.netloc:
+        return mirror
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=host))
+
+
+def _scrub(text: str, mirror: str) -> str:
+    """Tool output without the mirror's credentials (debootstrap and wget echo their URLs; wget
+    writes them as `user:*password*@`)."""
+    parts = urllib.parse.urlsplit(mirror)
+    userinfo = parts.netloc.rpartition("@")[0]
+    if not userinfo:
+        return text
+    text = re.sub(r"(://)[^/@\s]+@", r"\1", text)  # any user[:password]@ in a URL
+    secrets = {userinfo, parts.password or ""}  # a bare user name may be a common word
+    for secret in sorted(
+        secrets | {urllib.parse.unquote(s) for s in secrets}, key=len, reverse=True
+    ):
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 # ---------------------------------------------------------------------------------------------
 # Building the root filesystem
 
@@ -164,8 +226,8 @@ def _require_tools() -> None:
         )
 
 
-def _run_tool(command: Sequence[str], what: str, timeout: float) -> None:
-    LOGGER.info("running %s", " ".join(command))
+def _run_tool(command: Sequence[str], what: str, timeout: float, mirror: str = "") -> None:
+    LOGGER.info("running %s", _scrub(" ".join(command), mirror))
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, errors="replace", timeout=timeout, check=False
@@ -173,7 +235,7 @@ def _run_tool(command: Sequence[str], what: str, timeout: float) -> None:
     except subprocess.TimeoutExpired as exc:
         raise BakeryError(f"{what} timed out after {timeout:.0f}s") from exc
     if done.returncode != 0:
-        tail = engine.tail_lines(done.stderr + "\n" + done.stdout, 10)
+        tail = _scrub(engine.tail_lines(done.stderr + "\n" + done.stdout, 10), mirror)
         raise BakeryError(
             f"{what} failed (exit code {done.returncode})",
             why=tail.replace("\n", " | "),
@@ -183,7 +245,8 @@ def _run_tool(command: Sequence[str], what: str, timeout: float) -> None:
 
 def _debootstrap(suite: str, target: Path, mirror: str) -> None:
     command = ["debootstrap", "--variant=minbase", suite, str(target), mirror]
-    _run_tool(command, f"debootstrap of {suite} from {mirror}", DEBOOTSTRAP_TIMEOUT)
+    what = f"debootstrap of {suite} from {public_mirror(mirror)}"
+    _run_tool(command, what, DEBOOTSTRAP_TIMEOUT, mirror)
 
 
 CACHE_PATTERNS = ("var/cache/apt/archives/*.deb", "var/cache/apt/*.bin", "var/lib/apt/lists/*")
@@ -206,10 +269,18 @@ def _kept(path: Path, rootfs: Path) -> bool:
 
 
 def _slim_rootfs(rootfs: Path, suite: str, mirror: str) -> None:
-    """Keep apt usable (sources.list) and the image small (no .debs, no package lists)."""
+    """Keep apt usable (sources.list) and the image small (no .debs, no package lists).
+
+    debootstrap writes the mirror it was given, credentials included, into sources.list: the
+    image gets the mirror without them (apt reads credentials from auth.conf, never the image).
+    """
     sources = rootfs / "etc" / "apt" / "sources.list"
-    if not sources.is_file() or mirror not in sources.read_text(encoding="utf-8"):
-        sources.write_text(f"deb {mirror} {suite} main\n", encoding="utf-8")
+    sources.write_text(f"deb {public_mirror(mirror)} {suite} main\n", encoding="utf-8")
+    # debootstrap's own log names every URL it fetched: keep it, without the credentials.
+    bootstrap_log = rootfs / "var" / "log" / "bootstrap.log"
+    if bootstrap_log.is_file() and not bootstrap_log.is_symlink():
+        text = bootstrap_log.read_text(encoding="utf-8", errors="replace")
+        bootstrap_log.write_text(_scrub(text, mirror), encoding="utf-8")
     for pattern in (*CACHE_PATTERNS, *DOC_PATTERNS):
         for path in rootfs.glob(pattern):
             if _kept(path, rootfs):
@@ -268,7 +339,7 @@ def base_changes(suite: str, mirror: str, created: str) -> list[str]:
     labels = {
         "org.opencontainers.image.base.name": f"debian:{suite}",
         "org.opencontainers.image.created": created,
-        "org.opencontainers.image.source": f"debootstrap {suite} {mirror}",
+        "org.opencontainers.image.source": f"debootstrap {suite} {public_mirror(mirror)}",
         "io.bakery.base": "debootstrap",
     }
     return [
@@ -291,10 +362,12 @@ def bootstrap_base(options: BaseOptions) -> BaseResult:
     """Create the base image `options.image_tag` unless it exists (or `force` is set)."""
     started = time.monotonic()
     tag = options.image_tag
+    chosen = check_mirror(options.mirror) if options.mirror is not None else None
     if not options.force and (found := _existing(tag, started)) is not None:
         return found
     _require_tools()
-    mirror = (options.mirror or mirror_from_apt_sources()).rstrip("/")
+    mirror = chosen or check_mirror(default_debian_mirror())
+    LOGGER.info("Debian mirror: %s", public_mirror(mirror))
     workdir = Path(tempfile.mkdtemp(prefix="bakery-base-", dir=options.workdir))
     try:
         rootfs = workdir / "rootfs"
@@ -304,9 +377,14 @@ def bootstrap_base(options: BaseOptions) -> BaseResult:
         _tar_rootfs(rootfs, tar)
         created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         changes = base_changes(options.suite, mirror, created)
-        image_id = engine.import_rootfs(tar, tag, changes, f"debootstrap {options.suite} {mirror}")
+        message = f"debootstrap {options.suite} {public_mirror(mirror)}"
+        image_id = engine.import_rootfs(tar, tag, changes, message)
     finally:
         _remove_tree(workdir)
     return BaseResult(
-        tag, image_id, created=True, mirror=mirror, seconds=time.monotonic() - started
+        tag,
+        image_id,
+        created=True,
+        mirror=public_mirror(mirror),
+        seconds=time.monotonic() - started,
     )

@@ -275,13 +275,47 @@ def detect_host_target(dev: Path = Path("/dev")) -> tuple[str, str]:
     return "cpu", f"no {dev}/kfd or {dev}/nvidia* on this host"
 
 
+def default_variant(variants: Sequence[Variant], target: str) -> Variant:
+    """The target's default image: full flavour, the newest torch, on the base's own Python
+    (else the newest Python)."""
+    from packaging.version import Version  # noqa: PLC0415
+
+    mine = [v for v in variants if v.target == target]
+    if not mine:
+        raise UsageError(f"the matrix has no variant for target {target!r}", fix="pass --target")
+    return max(
+        mine,
+        key=lambda v: (
+            v.flavour == "full",
+            Version(v.torch),
+            v.python == v.base_python,
+            Version(v.python),
+        ),
+    )
+
+
+def _no_selection(args: argparse.Namespace) -> bool:
+    return not any((args.target, args.torch, args.python, args.flavour, args.variant))
+
+
+def _select_default(args: argparse.Namespace, console: Console) -> None:
+    """No selection flags: the host target's default variant only, and how to build the rest."""
+    target, reason = detect_host_target()
+    variants = load_matrix(args.matrix).variants
+    chosen = default_variant(variants, target)
+    count = sum(v.target == target for v in variants)
+    console.print(
+        f"no selection given: building [bold]{chosen.id}[/], the default of {target} ({reason}); "
+        f"`--target {target}` builds all {count} {target} variants, `python3 build.py list` shows every variant"
+    )
+    args.variant = [chosen.id]
+
+
 def cmd_build(args: argparse.Namespace, credentials: Credentials | None = None) -> int:
     """Build the selection; `credentials` (release passes its own) log in to cache registries."""
     console = err_console()
-    if not args.target and not args.variant:
-        target, reason = detect_host_target()
-        console.print(f"no --target given: building for [bold]{target}[/] ({reason})")
-        args.target = [target]
+    if _no_selection(args):
+        _select_default(args, console)
     options = options_from_args(args)
     matrix = load_matrix(args.matrix)
     variants = select_variants(matrix, _selection(args))

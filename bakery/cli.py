@@ -211,12 +211,16 @@ def _add_base(
         "base",
         parents=parents,
         help="bootstrap a Debian base image with debootstrap",
-        description="Bootstrap a minimal Debian image with debootstrap from the host's configured Debian mirror and import it with a sensible config (PATH, CMD, labels). Use it when no registry is reachable, then build with --base-map.",
+        description="Bootstrap a minimal Debian image with debootstrap from a Debian mirror (--debian-mirror) and import it with a sensible config (PATH, CMD, labels). Use it when no registry is reachable, then build with --base-map.",
     )
     p.add_argument("--suite", default="bookworm", help="Debian suite (default: bookworm)")
     p.add_argument("--tag", default=None, help="image tag (default: bakery/debian:<suite>)")
     p.add_argument(
-        "--mirror", default=None, help="Debian mirror (default: from the host's apt sources)"
+        "--debian-mirror",
+        "--mirror",
+        dest="mirror",
+        default=None,
+        help="Debian mirror URL (default: the host's Debian mirror on Debian, http://deb.debian.org/debian elsewhere); credentials in it never reach the image or the log",
     )
     p.add_argument("--force", action="store_true", help="rebuild even if the tag exists")
     p.set_defaults(handler=cmd_base)

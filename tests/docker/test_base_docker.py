@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
+from collections.abc import Callable
+
 import pytest
 from docker_support import BASE_TAG
 
@@ -67,3 +71,35 @@ def test_existing_base_is_reused(base_image: base.BaseResult) -> None:
     again = base.bootstrap_base(base.BaseOptions())
     assert again.created is False
     assert again.image_id == inspect_base().id
+
+
+def test_mirror_credentials_reach_no_label_file_or_log(
+    unique: str, forget_images: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 item 10: `base --debian-mirror http://user:pass@host/debian`."""
+    secret = f"pw-{unique}"
+    mirror = base.mirror_from_apt_sources().replace("://", f"://bakery-user:{secret}@", 1)
+    tag = forget_images(f"bakery-test-creds-{unique}/debian:bookworm")
+    caplog.set_level(logging.DEBUG)
+    made = base.bootstrap_base(base.BaseOptions(tag=tag, mirror=mirror, force=True))
+    assert secret not in caplog.text  # the log of the whole bootstrap (the greps below log theirs)
+    assert "bakery-user" not in caplog.text
+    assert made.created
+    assert secret not in made.mirror
+    raw = subprocess.run(
+        ["docker", "image", "inspect", tag], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert secret not in raw
+    assert "bakery-user" not in raw
+    assert all(secret not in line for line in engine.image_history(tag))
+    found = engine.run_container(
+        tag,
+        [
+            "bash",
+            "-c",
+            f"cat /etc/apt/sources.list; grep -rIl -e {secret} -e bakery-user / "
+            "--exclude-dir=proc --exclude-dir=sys --exclude-dir=dev || true",
+        ],
+        timeout=120,
+    )
+    assert found.stdout.splitlines() == [f"deb {base.public_mirror(mirror)} bookworm main"]

@@ -8,6 +8,7 @@ matrix.toml, never restated here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,27 @@ def docker(
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check
     )
+
+
+def as_root(folder: Path, script: str, helper_image: str) -> None:
+    """Run a shell `script` as root in `folder`: directly when the tests run as root, else in a
+    throwaway root container of `helper_image` with the folder mounted (hosted runners run the
+    suites as an unprivileged user in the docker group; only this step needs root)."""
+    if os.geteuid() == 0:
+        subprocess.run(["sh", "-c", script], cwd=folder, check=True, timeout=DOCKER_TIMEOUT)
+        return
+    docker(
+        "run", "--rm", "--network", "none", "--user", "0:0", "-v", f"{folder}:/w", "-w", "/w",
+        "--entrypoint", "sh", helper_image, "-c", script,
+    )  # fmt: skip
+
+
+def helper_image(config: pytest.Config) -> str:
+    """An image that exists here, for as_root (the first image under test)."""
+    found = [i for i in images_under_test(config) if isinstance(i, ImageUnderTest)]
+    if not found:
+        pytest.skip("no image under test to run the root helper in")
+    return found[0].ref
 
 
 def image_labels(ref: str) -> dict[str, str] | None:

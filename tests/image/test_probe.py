@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import testinfra
-from imagesupport import ImageUnderTest, docker, host_has_gpu
+from imagesupport import ImageUnderTest, as_root, docker, helper_image, host_has_gpu
 
 pytestmark = pytest.mark.docker
 
@@ -89,16 +89,21 @@ def test_gpu_is_usable(image: ImageUnderTest, check: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def simulated_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A harmless character device (major/minor of /dev/null), group 4242, mode 0660."""
+def simulated_node(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Path]:
+    """A harmless character device (major/minor of /dev/null), group 4242, mode 0660.
+
+    mknod and chown need root: as_root runs them in a root helper container when the suites
+    run as an unprivileged user (GitHub-hosted runners)."""
     folder = tmp_path_factory.mktemp("dev")
     node = folder / "fake-kfd"
     null = os.stat("/dev/null")
-    os.mknod(node, 0o660 | 0o020000, os.makedev(os.major(null.st_rdev), os.minor(null.st_rdev)))
-    os.chown(node, 0, SIMULATED_GID)
-    os.chmod(node, 0o660)
+    major, minor = os.major(null.st_rdev), os.minor(null.st_rdev)
+    script = f"mknod {node.name} c {major} {minor} && chown 0:{SIMULATED_GID} {node.name} && chmod 660 {node.name}"
+    as_root(folder, script, helper_image(request.config))
     yield node
-    node.unlink()
+    node.unlink()  # the folder is ours: removing the root-owned node in it needs no root
 
 
 def probe_with_node(image: ImageUnderTest, node: Path, *extra: str) -> dict[str, Any]:

@@ -8,11 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from imagesupport import ImageUnderTest, docker
+from imagesupport import ImageUnderTest, as_root, docker
 
 pytestmark = pytest.mark.docker
 
-HOST_UID = 4321  # tests run as root here; a dev container runs as the host user's ids
+HOST_UID = 4321  # a dev container runs as the host user's ids; these are not the test runner's
 HOST_GID = 4322
 
 
@@ -23,7 +23,14 @@ def test_smoke_run_as_host_user_writes_owned_readable_outputs(
         pytest.skip("slim image: the smoke run needs the host environment (slim suite)")
     out = tmp_path / "out"
     out.mkdir()
-    os.chown(out, HOST_UID, HOST_GID)
+    as_root(tmp_path, f"chown {HOST_UID}:{HOST_GID} out", image.ref)
+    try:
+        _check_smoke_outputs(image, out)
+    finally:  # give the outputs back, so that an unprivileged runner can delete its tmp_path
+        as_root(tmp_path, f"chown -R {os.getuid()}:{os.getgid()} out", image.ref)
+
+
+def _check_smoke_outputs(image: ImageUnderTest, out: Path) -> None:
     name = f"bakery-smoke-{uuid.uuid4().hex[:10]}"
     try:
         result = docker(

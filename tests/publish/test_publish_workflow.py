@@ -244,3 +244,49 @@ def test_the_plan_job_puts_every_variant_on_a_runner(tmp_path: Path) -> None:
 def test_without_gpu_runners_every_variant_runs_on_a_hosted_runner(tmp_path: Path) -> None:
     planned = json.loads(run_plan_step(tmp_path, "")["variants"])
     assert {tuple(p["runs_on"]) for p in planned} == {("ubuntu-24.04",)}
+
+
+# Hosted runners (issue 14): pinned actions, unprivileged steps, logs kept, registry logged out.
+_PINNED = re.compile(r"^[\w.-]+/[\w.-]+@[0-9a-f]{40}$")
+
+
+def _steps() -> list[tuple[str, dict[str, Any]]]:
+    jobs: dict[str, Any] = load(IMAGES)["jobs"]
+    return [(name, step) for name, job in jobs.items() for step in job["steps"]]
+
+
+def test_every_action_is_pinned_by_sha_with_its_version_in_a_comment() -> None:
+    text = IMAGES.read_text(encoding="utf-8")
+    uses = re.findall(r"uses:\s*(\S+)(.*)", text)
+    assert uses
+    for ref, comment in uses:
+        assert _PINNED.fullmatch(ref), ref
+        assert re.search(r"#\s*v\d", comment), f"{ref} has no version comment"
+
+
+def test_checks_run_on_ubuntu_24_04_without_sudo_python_or_the_torch_index() -> None:
+    jobs = load(IMAGES)["jobs"]
+    assert jobs["checks"]["runs-on"] == "ubuntu-24.04"
+    runs = " ".join(step.get("run", "") for _, step in _steps())
+    assert "download.pytorch.org" not in runs
+    assert "sudo python" not in runs
+    assert "sudo env" not in runs  # no step runs the test suites as root
+
+
+def test_jobs_that_log_in_log_out_at_the_end() -> None:
+    for name, job in load(IMAGES)["jobs"].items():
+        steps = job["steps"]
+        logs_in = any("BAKERY_REGISTRY_PASSWORD" in step.get("env", {}) for step in steps)
+        if logs_in:
+            assert steps[-1].get("run", "").startswith("docker logout"), name
+            assert steps[-1].get("if") == "${{ always() }}", name
+
+
+def test_build_logs_are_uploaded_as_artifacts() -> None:
+    for name in ("checks", "build-test"):
+        paths = [
+            step.get("with", {}).get("path")
+            for job, step in _steps()
+            if job == name and "upload-artifact" in step.get("uses", "")
+        ]
+        assert ".bakery/logs/" in paths, name

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bakery.builder import detect_host_target, parse_base_map
+from bakery.builder import default_variant, detect_host_target, parse_base_map
 from bakery.cli import main
 from bakery.errors import UsageError
+from bakery.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = str(ROOT / "matrix.toml")
@@ -137,3 +138,38 @@ def test_host_target_detection(tmp_path: Path) -> None:
     assert detect_host_target(tmp_path)[0] == "cuda"
     (tmp_path / "kfd").touch()
     assert detect_host_target(tmp_path) == ("rocm", f"{tmp_path}/kfd exists (AMD ROCm)")
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        pytest.param("cpu", "2.13.0-cpu-py3.11", id="cpu"),
+        pytest.param("cuda", "2.9.1-cuda12.8-py3.11", id="cuda-base-python"),
+        pytest.param("rocm", "2.9.1-rocm6.3-py3.12", id="rocm-no-base-python-newest"),
+    ],
+)
+def test_default_variant_is_newest_torch_base_python_full(target: str, expected: str) -> None:
+    variants = load_matrix(Path(MATRIX)).variants
+    assert default_variant(variants, target).id == expected
+
+
+def _dry_run(*selection: str) -> None:
+    links = "/opt/wheels" if Path("/opt/wheels").is_dir() else str(ROOT)
+    argv = ["--matrix", MATRIX, *selection, "--dry-run", "--no-host-pip", "--find-links", links]
+    assert main(argv) == 0
+
+
+def test_no_selection_builds_one_image_and_says_how_to_build_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _dry_run()
+    err = capsys.readouterr().err
+    target = detect_host_target()[0]
+    count = sum(v.target == target for v in load_matrix(Path(MATRIX)).variants)
+    assert "build plan: 1 variant(s)" in err
+    assert f"`--target {target}` builds all {count} {target} variants" in err
+
+
+def test_target_still_means_the_whole_target(capsys: pytest.CaptureFixture[str]) -> None:
+    _dry_run("--target", "cpu")
+    assert "build plan: 2 variant(s)" in capsys.readouterr().err

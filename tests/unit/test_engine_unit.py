@@ -279,11 +279,11 @@ def test_mirror_from_apt_sources(tmp_path: Path, files: dict[str, str], expected
     assert base.mirror_from_apt_sources(apt_root(tmp_path, files)) == expected
 
 
-def test_mirror_missing_is_a_usage_error_suggesting_mirror_flag(tmp_path: Path) -> None:
+def test_mirror_missing_is_a_usage_error_suggesting_debian_mirror_flag(tmp_path: Path) -> None:
     root = apt_root(tmp_path, {"sources.list.d/node.sources": NODESOURCE})
     with pytest.raises(UsageError) as caught:
         base.mirror_from_apt_sources(root)
-    assert "--mirror" in caught.value.fix
+    assert "--debian-mirror" in caught.value.fix
 
 
 def test_base_changes_give_path_lang_cmd_and_quoted_labels() -> None:
