@@ -145,12 +145,19 @@ def test_host_target_detection(tmp_path: Path) -> None:
     [
         pytest.param("cpu", "2.13.0-cpu-py3.11", id="cpu"),
         pytest.param("cuda", "2.9.1-cuda12.8-py3.11", id="cuda-base-python"),
-        pytest.param("rocm", "2.9.1-rocm6.3-py3.12", id="rocm-no-base-python-newest"),
+        pytest.param("rocm", "2.9.1-rocm6.3-py3.11", id="rocm-base-python"),
     ],
 )
 def test_default_variant_is_newest_torch_base_python_full(target: str, expected: str) -> None:
     variants = load_matrix(Path(MATRIX)).variants
     assert default_variant(variants, target).id == expected
+
+
+def test_default_variant_without_the_base_python_takes_the_newest_python() -> None:
+    variants = [
+        v for v in load_matrix(Path(MATRIX)).variants if v.target != "rocm" or v.python != "3.11"
+    ]
+    assert default_variant(variants, "rocm").id == "2.9.1-rocm6.3-py3.12"
 
 
 def _dry_run(*selection: str) -> None:
