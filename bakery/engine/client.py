@@ -3,7 +3,9 @@
 Every failure of a docker command leaves this package as a `bakery.errors` type:
 `EngineMissingError` when there is no docker binary, no daemon answering, or no buildx >= 0.13;
 `DockerError` (command, exit code, last lines of stderr, full log) for everything else. The
-other modules of the package run docker through the helpers here, and only through them.
+other modules of the package run docker through the helpers here, and only through them. The
+underscore names (`_docker`, `_docker_command`, `_docker_errors`, `_run_cli`, `_cli_bytes`, ...)
+belong to the package: its modules share them, nothing outside bakery.engine uses them.
 """
 
 from __future__ import annotations
