@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from devbox_support import ROOT, inspect
 
-from bakery import devbox, engine
+from bakery import devbox
 from bakery.cli import main
+from bakery.engine import run as engine_run
 
 UpArgs = Callable[..., list[str]]
 
@@ -56,7 +57,7 @@ def slow_path_argv(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str
             ran.append(list(command))
         return real_run(command, **kwargs)
 
-    monkeypatch.setattr(engine.subprocess, "run", recording_run)
+    monkeypatch.setattr(engine_run.subprocess, "run", recording_run)  # exec_interactive's
     assert main(argv) == 0
     assert len(ran) == 1, ran
     return ran[0]

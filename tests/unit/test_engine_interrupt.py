@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from bakery import engine
+from bakery.engine import builds
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_ctrl_c_while_the_build_process_starts_stops_it(
 
     monkeypatch.setattr(subprocess, "Popen", popen_then_ctrl_c)  # engine calls subprocess.Popen
     with pytest.raises(KeyboardInterrupt):
-        engine._stream_build(  # the process-handling core of build_image
+        builds._stream_build(  # the process-handling core of build_image
             ["sh", "-c", "exec sleep 97"], engine.BuildLog(), io.StringIO(), None
         )
     [process] = started
@@ -63,6 +64,6 @@ def test_ctrl_c_while_the_build_process_starts_stops_it(
 
 
 def test_sigint_handler_is_restored_after_a_build_starts(default_sigint: None) -> None:
-    code = engine._stream_build(["sh", "-c", "echo done"], engine.BuildLog(), io.StringIO(), None)
+    code = builds._stream_build(["sh", "-c", "echo done"], engine.BuildLog(), io.StringIO(), None)
     assert code == 0
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

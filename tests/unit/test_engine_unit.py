@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bakery import base, engine
+from bakery.engine import builds
 from bakery.errors import DockerError, EngineMissingError, UsageError
 
 # A plain BuildKit log as buildx 0.13 prints it (trimmed), with one cached and one run step.
@@ -107,7 +108,7 @@ def test_short_step_name(text: str, expected: str) -> None:
 
 
 def test_failed_run_becomes_docker_error_with_step_and_exit_code(tmp_path: Path) -> None:
-    error = engine._build_error(spec(tmp_path), ["docker", "buildx"], 1, parse(FAILED_RUN))
+    error = builds._build_error(spec(tmp_path), ["docker", "buildx"], 1, parse(FAILED_RUN))
     assert isinstance(error, DockerError)
     assert "[stage-1 2/2] RUN ./configure" in error.what
     assert "exit code: 77" in error.what
@@ -116,7 +117,7 @@ def test_failed_run_becomes_docker_error_with_step_and_exit_code(tmp_path: Path)
 
 
 def test_missing_base_becomes_docker_error_suggesting_base_map(tmp_path: Path) -> None:
-    error = engine._build_error(spec(tmp_path), ["docker"], 1, parse(MISSING_BASE))
+    error = builds._build_error(spec(tmp_path), ["docker"], 1, parse(MISSING_BASE))
     assert isinstance(error, DockerError)
     assert "base image some/thing:1 could not be pulled" in error.what
     assert "--base-map some/thing:1=" in error.fix
@@ -171,18 +172,18 @@ def test_tail_lines_keeps_the_last_non_empty_lines() -> None:
 def test_missing_secret_file_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "ca.pem"
     with pytest.raises(UsageError) as caught:
-        engine._check_spec(spec(tmp_path, secrets=(engine.Secret("ca", missing),)))
+        builds._check_spec(spec(tmp_path, secrets=(engine.Secret("ca", missing),)))
     assert str(missing) in caught.value.what
 
 
 def test_missing_named_context_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="pip-local-0"):
-        engine._check_spec(spec(tmp_path, build_contexts={"pip-local-0": tmp_path / "nope"}))
+        builds._check_spec(spec(tmp_path, build_contexts={"pip-local-0": tmp_path / "nope"}))
 
 
 def test_string_contexts_pass_through_unchecked(tmp_path: Path) -> None:
     built = spec(tmp_path, build_contexts={"base": "docker-image://bakery/debian:bookworm"})
-    engine._check_spec(built)
+    builds._check_spec(built)
     command = engine.build_command(built, tmp_path / "m.json")
     assert (
         command[command.index("--build-context") + 1]

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bakery import devbox, engine
+from bakery.engine import client, images
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("python_on_whales", "pydantic")
@@ -65,7 +66,7 @@ def test_docker_command_matches_python_on_whales(host: str | None) -> None:
 
     expected = [str(part) for part in DockerClient(host=host).client_config.docker_cmd]
     with engine.connected(host):
-        assert engine._docker_command() == expected
+        assert client._docker_command() == expected
 
 
 def test_image_info_reads_docker_inspect_json() -> None:
@@ -76,7 +77,7 @@ def test_image_info_reads_docker_inspect_json() -> None:
         "Config": {"Labels": None, "Env": ["A=1", "B=x=y"], "Cmd": None, "WorkingDir": ""},
         "RootFS": {"Layers": ["sha256:l1", "sha256:l2"]},
     }
-    info = engine._image_info(raw)
+    info = images._image_info(raw)
     assert (info.id, info.repo_tags, info.size) == ("sha256:abc", ("x:1",), 12)
     assert dict(info.env) == {"A": "1", "B": "x=y"}
     assert (info.cmd, info.entrypoint, info.workdir, info.user) == (None, None, "", "")

@@ -1,0 +1,131 @@
+"""The engine itself: whether it is usable (versions of client, daemon, buildx) and its facts.
+
+`check_engine` runs before every build; `docker_info` serves `build.py doctor`'s host checks;
+`daemon_storage` tells bundles which image store a daemon uses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from bakery.engine.client import _CONNECTION, INSTALL_FIX, MIN_BUILDX, _run_cli
+from bakery.errors import BakeryError, EngineMissingError
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    client_version: str
+    server_version: str
+    api_version: str
+    buildx_version: str
+    host: str | None  # None: the CLI's default (DOCKER_HOST or the current context)
+
+
+@dataclass(frozen=True)
+class DockerInfo:
+    """The parts of `docker info` that host checks need."""
+
+    server_version: str
+    runtimes: tuple[str, ...]
+    default_runtime: str
+    cgroup_version: str
+    cgroup_driver: str
+    root_dir: str
+    http_proxy: str
+    https_proxy: str
+    no_proxy: str
+    registry_mirrors: tuple[str, ...]
+    security_options: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DaemonStorage:
+    """Where and how a daemon keeps its images."""
+
+    root_dir: str  # DockerRootDir, on the daemon's machine
+    driver: str  # overlay2, ...
+    containerd_store: bool  # the containerd image store (default for fresh Docker 29 installs)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """(0, 13, 1) from "github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3" or "v0.13.1"."""
+    match = re.search(r"\bv?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if match is None:
+        return ()
+    return tuple(int(part) for part in match.groups(default="0"))
+
+
+def daemon_answers(timeout: float = 20.0) -> bool:
+    """True when a Docker daemon answers `docker version` (for skip-or-fail decisions)."""
+    try:
+        output = _run_cli(["version", "--format", "{{.Server.Version}}"], "docker version", timeout)
+    except BakeryError:
+        return False
+    return bool(output.strip())
+
+
+def check_engine() -> EngineInfo:
+    """Versions of the client, the daemon and buildx; EngineMissingError if any is unusable.
+
+    Plain CLI calls: every build starts here, and python-on-whales' import alone took a second.
+    """
+    text = _run_cli(["version", "--format", "{{json .}}"], "could not read the Docker versions")
+    try:
+        version = json.loads(text)
+    except ValueError:
+        version = {}
+    server = version.get("Server") or {}
+    if not server.get("Version"):
+        raise EngineMissingError("no Docker daemon answered `docker version`", fix=INSTALL_FIX)
+    buildx_text = _run_cli(["buildx", "version"], "could not read the buildx version")
+    buildx = parse_version(buildx_text)
+    if buildx < MIN_BUILDX:
+        raise EngineMissingError(
+            f"docker buildx is too old: {buildx_text.strip()!r}",
+            why=f"bakery needs buildx >= {MIN_BUILDX[0]}.{MIN_BUILDX[1]}",
+            fix=INSTALL_FIX,
+        )
+    client = version.get("Client") or {}
+    return EngineInfo(
+        client_version=str(client.get("Version") or "unknown"),
+        server_version=str(server["Version"]),
+        api_version=str(server.get("ApiVersion") or "unknown"),
+        buildx_version=".".join(str(part) for part in buildx),
+        host=_CONNECTION.host,
+    )
+
+
+def docker_info(timeout: float = 30.0) -> DockerInfo:
+    """`docker info`; EngineMissingError when no daemon answers."""
+    raw = json.loads(_run_cli(["info", "--format", "{{json .}}"], "docker info", timeout))
+    proxies = {key: str(raw.get(key) or "") for key in ("HttpProxy", "HttpsProxy", "NoProxy")}
+    registry = raw.get("RegistryConfig") or {}
+    return DockerInfo(
+        server_version=str(raw.get("ServerVersion") or ""),
+        runtimes=tuple(sorted(raw.get("Runtimes") or {})),
+        default_runtime=str(raw.get("DefaultRuntime") or ""),
+        cgroup_version=str(raw.get("CgroupVersion") or ""),
+        cgroup_driver=str(raw.get("CgroupDriver") or ""),
+        root_dir=str(raw.get("DockerRootDir") or ""),
+        http_proxy=proxies["HttpProxy"],
+        https_proxy=proxies["HttpsProxy"],
+        no_proxy=proxies["NoProxy"],
+        registry_mirrors=tuple(str(m) for m in registry.get("Mirrors") or ()),
+        security_options=tuple(str(o) for o in raw.get("SecurityOptions") or ()),
+        warnings=tuple(str(w) for w in raw.get("Warnings") or ()),
+    )
+
+
+def daemon_storage() -> DaemonStorage:
+    """The daemon's root directory, storage driver and image store (`docker info`)."""
+    raw = json.loads(_run_cli(["info", "--format", "{{json .}}"], "could not read `docker info`"))
+    status = raw.get("DriverStatus") or []
+    containerd = any("io.containerd.snapshotter" in str(value) for pair in status for value in pair)
+    return DaemonStorage(
+        root_dir=str(raw.get("DockerRootDir") or ""),
+        driver=str(raw.get("Driver") or ""),
+        containerd_store=containerd,
+    )
