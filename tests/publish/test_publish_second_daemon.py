@@ -20,6 +20,7 @@ import pytest
 from registry_support import (
     CPU_FULL,
     REAL_CPU_IMAGE,
+    USER,
     Registry,
     mark_tested,
     offline_daemon,
@@ -67,7 +68,11 @@ def test_an_empty_daemon_pulls_the_pushed_image_and_its_probe_runs_there(
     with offline_daemon() as server, reachable_from(server, registry):
         assert server.image_ids() == set()  # it has never seen any image
         with engine.connected(server.host):
+            # push logged out again (its credential does not outlive the command): the server
+            # logs in as a user of that registry would
+            engine.login_registry(registry.host, USER, env_credentials)
             pulled_id = engine.pull_image(ref)
+            engine.logout_registry(registry.host)
             probe = engine.run_container(
                 ref, ["bakery-probe", "--expect", "cpu"], network="none", timeout=180
             )
