@@ -26,10 +26,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pwd
 import re
 import shlex
-import stat
 import sys
 import time
 import uuid
@@ -45,7 +43,19 @@ from packaging.version import Version
 from rich.table import Table
 
 from bakery import argtypes, engine
-from bakery.errors import EXIT_OK, BakeryError, UsageError, redact, shown
+from bakery.errors import EXIT_OK, BakeryError, UsageError, redact
+
+# The host facts live in bakery.host; their old names stay importable from here.
+from bakery.host import CA_ENV as CA_ENV  # noqa: PLC0414
+from bakery.host import GpuAccess as GpuAccess  # noqa: PLC0414
+from bakery.host import HostUser as HostUser  # noqa: PLC0414
+from bakery.host import detect_host_target, find_ca_bundle
+from bakery.host import device_gids as device_gids  # noqa: PLC0414
+from bakery.host import gpu_access as gpu_access  # noqa: PLC0414
+from bakery.host import gpu_run_args as gpu_run_args  # noqa: PLC0414
+from bakery.host import host_user as host_user  # noqa: PLC0414
+from bakery.host import invoking_user as invoking_user  # noqa: PLC0414
+from bakery.host import parse_user as parse_user  # noqa: PLC0414
 from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
 
@@ -70,7 +80,6 @@ PASSTHROUGH_ENV = (
     "http_proxy", "https_proxy", "no_proxy", "all_proxy",
     "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST",
 )  # fmt: skip
-CA_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 CA_TARGET_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 # Wraps a job: output and exit code land in the workspace; args: dir id command-text argv...
 JOB_WRAPPER = """\
@@ -87,115 +96,7 @@ _NAME_OK = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 # ---------------------------------------------------------------------------------------------
-# GPU access: the one implementation of the accelerator's `docker run` flags
-
-
-@dataclass(frozen=True)
-class GpuAccess:
-    """What a container needs to use the host's GPU, or why it cannot."""
-
-    accelerator: str
-    devices: tuple[str, ...] = ()  # "host path:container path"
-    group_add: tuple[str, ...] = ()  # numeric gids, de-duplicated, sorted
-    gpus: str | None = None
-    security_options: tuple[str, ...] = ()
-    missing: str = ""  # why no GPU is passed ("" when it is, or for CPU variants)
-
-    def run_args(self) -> list[str]:
-        args: list[str] = []
-        for device in self.devices:
-            args += ["--device", device]
-        if self.gpus:
-            args += ["--gpus", self.gpus]
-        for option in self.security_options:
-            args += ["--security-opt", option]
-        for gid in self.group_add:
-            args += ["--group-add", gid]
-        return args
-
-
-def _char_devices(paths: Iterable[Path]) -> list[Path]:
-    return sorted(p for p in paths if p.exists() and stat.S_ISCHR(p.stat().st_mode))
-
-
-def device_gids(nodes: Iterable[Path]) -> tuple[str, ...]:
-    """The nodes' group ids, numeric and de-duplicated (runc fails on a gid given twice, once
-    by name); gid 0 is left out, it would make the user a member of root's group."""
-    return tuple(str(gid) for gid in sorted({n.stat().st_gid for n in nodes} - {0}))
-
-
-def gpu_access(accelerator: str, dev: Path = Path("/dev")) -> GpuAccess:
-    """ROCm: /dev/kfd and /dev/dri with their groups and seccomp=unconfined; CUDA: --gpus all
-    (plus the groups of /dev/nvidia* on hosts that restrict them); CPU: nothing."""
-    if accelerator == "rocm":
-        kfd, dri = dev / "kfd", dev / "dri"
-        if not kfd.exists():
-            return GpuAccess(accelerator, missing=f"no {kfd} on this host (no AMD GPU driver)")
-        nodes = _char_devices([kfd, *(dri.iterdir() if dri.is_dir() else ())])
-        devices = (f"{kfd}:/dev/kfd", *((f"{dri}:/dev/dri",) if dri.is_dir() else ()))
-        return GpuAccess(accelerator, devices, device_gids(nodes), None, ("seccomp=unconfined",))
-    if accelerator == "cuda":
-        if not (dev / "nvidiactl").exists():
-            return GpuAccess(
-                accelerator, missing=f"no {dev}/nvidiactl on this host (no NVIDIA GPU)"
-            )
-        nodes = _char_devices(dev.glob("nvidia*"))
-        return GpuAccess(accelerator, group_add=device_gids(nodes), gpus="all")
-    return GpuAccess(accelerator)
-
-
-def gpu_run_args(accelerator: str, dev: Path = Path("/dev")) -> list[str]:
-    """The `docker run` flags that give a container the host's GPU ([] when there is none)."""
-    return gpu_access(accelerator, dev).run_args()
-
-
-# ---------------------------------------------------------------------------------------------
-# Who the container runs as
-
-
-@dataclass(frozen=True)
-class HostUser:
-    uid: int
-    gid: int
-    name: str  # login on the host, or "u<uid>" when the uid has no account here
-    home: Path | None  # home on the host (cache defaults); None without an account
-
-
-def _account(uid: int) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwuid(uid)
-    except KeyError:
-        return None
-
-
-def host_user(uid: int, gid: int) -> HostUser:
-    entry = _account(uid)
-    if entry is None:
-        return HostUser(uid, gid, f"u{uid}", None)
-    return HostUser(uid, gid, entry.pw_name, Path(entry.pw_dir))
-
-
-def invoking_user(env: Mapping[str, str] = os.environ) -> HostUser:
-    """The user who ran bakery: under sudo the one who called sudo, not root."""
-    if (
-        os.geteuid() == 0
-        and env.get("SUDO_UID", "").isdigit()
-        and env.get("SUDO_GID", "").isdigit()
-    ):
-        return host_user(int(env["SUDO_UID"]), int(env["SUDO_GID"]))
-    return host_user(os.getuid(), os.getgid())
-
-
-def parse_user(text: str) -> HostUser:
-    """`--user UID:GID` (numbers: the container has no host accounts to resolve names)."""
-    match = re.fullmatch(r"([0-9]{1,10}):([0-9]{1,10})", text.strip())
-    ids = (int(match.group(1)), int(match.group(2))) if match else None
-    if ids is None or max(ids) > argtypes.MAX_ID:
-        raise UsageError(
-            f"--user {shown(text)} is not UID:GID",
-            fix=f"give numbers from 0 to {argtypes.MAX_ID}, e.g. --user 1000:1000",
-        )
-    return host_user(*ids)
+# The container's account for the host user (the host facts themselves: bakery.host)
 
 
 @dataclass(frozen=True)
@@ -363,11 +264,7 @@ def credential_names(env: Mapping[str, str]) -> tuple[str, ...]:
 
 def host_ca_bundle(env: Mapping[str, str]) -> Path | None:
     """The host's CA bundle as pip and requests are told to use it (the proxy's CA lives there)."""
-    for key in CA_ENV:
-        value = env.get(key, "")
-        if value and Path(value).is_file():
-            return Path(value)
-    return None
+    return find_ca_bundle(None, env)
 
 
 def _cache_dir(option: str | None, default: Path | None) -> Path | None:
@@ -522,7 +419,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
         memory=args.memory,
         pip_cache=_cache_dir(args.pip_cache, cache_home / "pip" if cache_home else None),
         hf_home=_cache_dir(args.hf_home, Path(hf_default) if hf_default else None),
-        ca_cert=Path(args.ca_cert).resolve() if args.ca_cert else host_ca_bundle(os.environ),
+        ca_cert=_ca_cert(args.ca_cert),
         env=MappingProxyType({**stored_env(os.environ), **extra_env}),
     )
 
@@ -550,9 +447,13 @@ def _host_env_mount(
     return (mount,), {"PYTHONPATH": host_env.container_site_packages}
 
 
-def _host_target(dev: Path) -> str:
-    from bakery.builder import detect_host_target  # noqa: PLC0415 - heavy import, used once
+def _ca_cert(option: str | None) -> Path | None:
+    """--ca-cert, else the host's bundle (`bakery.host.find_ca_bundle`: one rule everywhere)."""
+    found = find_ca_bundle(Path(option) if option else None, os.environ)
+    return found.resolve() if found is not None else None
 
+
+def _host_target(dev: Path) -> str:
     target, reason = detect_host_target(dev)
     err_console().print(f"no --target given: using [bold]{target}[/] ({reason})")
     return target
