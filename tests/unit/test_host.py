@@ -76,7 +76,7 @@ def up_options(tmp_path: Path, *extra: str) -> devbox.UpOptions:
 
 @pytest.fixture
 def no_ca_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(devbox, "_image_exists", lambda ref: True)
+    monkeypatch.setattr(devbox.options, "_image_exists", lambda ref: True)
     for name in CA_ENV:
         monkeypatch.delenv(name, raising=False)
 
