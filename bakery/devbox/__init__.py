@@ -20,15 +20,16 @@ Test seam: the hidden `--dev-root DIR` option (default /dev) is where device nod
 up, so tests can pass simulated nodes made with mknod (environment.md, "Simulating GPU device
 nodes"). The nodes are always mapped to their canonical paths (/dev/kfd, /dev/dri) inside.
 
-The package, one module per concept (arrows point down; none imports this package's __init__):
+The package, one module per concept, top first (a module imports only those below it; none
+imports this package's __init__):
 
-    options   the shared constants; `UpOptions` resolved from the command line; the container spec
-    account   the container's passwd/group entries for the host user
-    jobs      background jobs in the workspace, exit explanations, training progress
-    create    `up`: create, keep or replace a container, start it; checks on a given container
-    enter     `enter`, with the fast path that imports no Docker client library
-    status    `status`, `job`, `logs`, `stop`
     cli       the argparse side of all six commands (`register`)
+    status    `status`, `job`, `logs`, `stop`
+    enter     `enter`, with the fast path that imports no Docker client library
+    create    `up`: create, keep or replace a container, start it; checks on a given container
+    jobs      background jobs in the workspace, exit explanations, training progress
+    account   the container's passwd/group entries for the host user
+    options   the shared constants; `UpOptions` resolved from the command line; the container spec
 
 The host facts (GPU access, the invoking user, the CA bundle) live in bakery.host.
 """

@@ -27,6 +27,22 @@ def _add_name(p: argparse.ArgumentParser) -> None:
 
 
 def _add_create_options(p: argparse.ArgumentParser) -> None:
+    _add_container_options(p)
+    _add_cache_options(p)
+    add_run_flags(p)
+    p.add_argument("--slim", action="store_true", help="the slim flavour, with --host-env")
+    p.add_argument(
+        "--host-env",
+        default=None,
+        metavar="DIR",
+        help="slim: the host venv/conda env holding torch and the stack, mounted read-only "
+        "(checked as `run --slim` checks it)",
+    )
+    # Test seam: where device nodes are looked up (tests pass mknod-made nodes).
+    p.add_argument("--dev-root", type=Path, default=Path("/dev"), help=argparse.SUPPRESS)
+
+
+def _add_container_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         action="append",
@@ -54,6 +70,9 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--memory", default=None, help="memory limit, e.g. 64g (no swap beyond it; default: none)"
     )
+
+
+def _add_cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--pip-cache",
         default=None,
@@ -72,18 +91,6 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         metavar="PEM",
         help="CA bundle for pip/requests inside (default: $PIP_CERT, $REQUESTS_CA_BUNDLE, $SSL_CERT_FILE)",
     )
-
-    add_run_flags(p)
-    p.add_argument("--slim", action="store_true", help="the slim flavour, with --host-env")
-    p.add_argument(
-        "--host-env",
-        default=None,
-        metavar="DIR",
-        help="slim: the host venv/conda env holding torch and the stack, mounted read-only "
-        "(checked as `run --slim` checks it)",
-    )
-    # Test seam: where device nodes are looked up (tests pass mknod-made nodes).
-    p.add_argument("--dev-root", type=Path, default=Path("/dev"), help=argparse.SUPPRESS)
 
 
 UP_DESCRIPTION = """\
