@@ -37,12 +37,13 @@ from bakery.buildkit import (
     parse_caches,
 )
 from bakery.errors import EXIT_OK, BakeryError, DockerError, GuardError, UsageError, redact
+from bakery.host import detect_host_target as detect_host_target  # noqa: PLC0414 - re-exported
+from bakery.host import find_ca_bundle
 from bakery.localwheels import check_local_wheels
 from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.pipsources import (
     PipSources,
     check_local_dirs,
-    find_ca_bundle,
     sources_from_flags,
     sources_from_host,
 )
@@ -264,15 +265,6 @@ def parse_base_map(values: Sequence[str]) -> dict[str, str]:
             )
         result[source] = target
     return result
-
-
-def detect_host_target(dev: Path = Path("/dev")) -> tuple[str, str]:
-    """(target, reason) from the host's device nodes."""
-    if (dev / "kfd").exists():
-        return "rocm", f"{dev}/kfd exists (AMD ROCm)"
-    if (dev / "nvidiactl").exists() or any(dev.glob("nvidia[0-9]*")):
-        return "cuda", f"{dev}/nvidia* exist (NVIDIA)"
-    return "cpu", f"no {dev}/kfd or {dev}/nvidia* on this host"
 
 
 def default_variant(variants: Sequence[Variant], target: str) -> Variant:

@@ -24,8 +24,15 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from bakery import engine
-from bakery.devbox import HostUser, device_gids, gpu_access, invoking_user
 from bakery.errors import EXIT_FAILED, EXIT_OK, BakeryError
+from bakery.host import (
+    HostUser,
+    detect_host_target,
+    device_gids,
+    find_ca_bundle,
+    gpu_access,
+    invoking_user,
+)
 from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
 
@@ -344,7 +351,6 @@ def selected_images(
     args: argparse.Namespace, host: Host
 ) -> tuple[list[Variant], str, bool] | Check:
     """The variants to look for (explicit selection, or the host's target), or why not."""
-    from bakery.builder import detect_host_target  # noqa: PLC0415 - heavy, used only here
     from bakery.cli import load_selected  # noqa: PLC0415 - cli imports this module
 
     explicit = bool(args.target or args.torch or args.python or args.flavour or args.variant)
@@ -365,7 +371,7 @@ def check_buildable(
     """Per variant: can this host build it, and from which sources (the build plan's rules).
     Default options: the host's pip configuration and CA bundle, torch source auto."""
     from bakery import builder  # noqa: PLC0415 - heavy, used only here
-    from bakery.pipsources import find_ca_bundle, sources_from_host  # noqa: PLC0415
+    from bakery.pipsources import sources_from_host  # noqa: PLC0415
 
     if options is None:
         options = builder.BuildOptions(

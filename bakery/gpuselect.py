@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bakery.devbox import GpuAccess
 from bakery.errors import UsageError
+from bakery.host import GpuAccess
 
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 ROCM_INDEX_RE = re.compile(r"[0-9]{1,2}", re.ASCII)

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from bakery.errors import UsageError
+from bakery.host import find_ca_bundle as find_ca_bundle  # noqa: PLC0414 - re-exported
 
 MAX_LOCAL = 4  # the Dockerfile declares pip-local-0..3
 MOUNT_ROOT = "/mnt/pip-local"
@@ -218,25 +219,3 @@ def check_local_dirs(sources: PipSources) -> list[Path]:
                 fix="fix --find-links/--extra-index-url or the host's pip config (`pip config list`)",
             )
     return dirs
-
-
-def find_ca_bundle(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path | None:
-    """The CA bundle to hand to HTTPS steps: --ca-cert, else PIP_CERT/REQUESTS_CA_BUNDLE/SSL_CERT_FILE."""
-    env = os.environ if env is None else env
-    if explicit is not None:
-        if not explicit.is_file():
-            raise UsageError(
-                f"CA bundle {explicit} not found", fix="pass --ca-cert with an existing PEM file"
-            )
-        return explicit
-    for name in ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = env.get(name)
-        if value:
-            path = Path(value)
-            if not path.is_file():
-                raise UsageError(
-                    f"CA bundle {path} (from ${name}) not found",
-                    fix=f"fix ${name} or pass --ca-cert",
-                )
-            return path
-    return None

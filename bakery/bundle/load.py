@@ -31,6 +31,7 @@ from bakery.bundle.streams import (
     zstd_process,
 )
 from bakery.errors import BakeryError, BundleError, UsageError
+from bakery.host import gpu_access
 
 LOAD_MARGIN = 256 << 20  # free space beyond twice the tar: docker load unpacks, then applies
 PROBE_TIMEOUT = 300.0
@@ -194,12 +195,10 @@ def has_probe(image: BundleImage) -> bool:
 
 def probe_image(image: BundleImage) -> ProbeVerdict | None:
     """Run bakery-probe in the image with the host's GPU; None when there is nothing to probe."""
-    from bakery import devbox  # noqa: PLC0415 - the one implementation of the GPU flags
-
     if not has_probe(image):
         return None
     env = dict(item.partition("=")[::2] for item in image.config.env)
-    access = devbox.gpu_access(env.get("BAKERY_ACCELERATOR", "cpu"))
+    access = gpu_access(env.get("BAKERY_ACCELERATOR", "cpu"))
     extra: dict[str, Any] = {"security_options": list(access.security_options)}
     if access.gpus:
         extra["gpus"] = access.gpus

@@ -9,8 +9,8 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from bakery.devbox import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
 from bakery.errors import GuardError
+from bakery.host import GpuAccess, HostUser, gpu_access, invoking_user, parse_user
 from bakery.matrix import Variant
 from bakery.slim.hostenv import (
     HostEnv,

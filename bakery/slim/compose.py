@@ -10,8 +10,8 @@ from typing import Any
 
 from bakery import engine
 from bakery.atomicfile import pending_file
-from bakery.devbox import GpuAccess
 from bakery.errors import UsageError
+from bakery.host import GpuAccess
 from bakery.slim.access import (
     user_text,
 )

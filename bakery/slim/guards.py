@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bakery.compat import expected_torchvision
-from bakery.devbox import GpuAccess, HostUser
 from bakery.errors import GuardError
+from bakery.host import GpuAccess, HostUser
 from bakery.matrix import Variant
 from bakery.slim.access import (
     paths_to_read,

@@ -14,11 +14,11 @@ from types import MappingProxyType
 from packaging.version import Version
 
 from bakery import engine
-from bakery.builder import detect_host_target
 from bakery.compat import python_key
-from bakery.devbox import DEFAULT_SHM, GpuAccess, HostUser
+from bakery.devbox import DEFAULT_SHM
 from bakery.errors import UsageError
 from bakery.gpuselect import parse_env_flags, select_gpus
+from bakery.host import GpuAccess, HostUser, detect_host_target
 from bakery.matrix import Variant, load_matrix, select_variants
 from bakery.slim.access import (
     container_user,

@@ -121,9 +121,9 @@ def test_logs_metrics_tails_the_run_folders_metrics_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     killed_job(tmp_path)
-    monkeypatch.setattr(devbox, "require_container", lambda name: info(tmp_path))
+    monkeypatch.setattr(devbox.status, "require_container", lambda name: info(tmp_path))
     parser = argparse.ArgumentParser()
-    devbox._add_logs(parser)
+    devbox.cli._add_logs(parser)
     args = parser.parse_args(["--name", "box", "--metrics", "--tail", "2"])
     assert devbox.cmd_logs(args) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -363,7 +363,7 @@ def test_the_command_after_dashes_reaches_the_handler() -> None:
         return 0
 
     args = parse("enter", "--name", "box", "--", "ls", "-la", "--name")
-    wrapped = devbox._after_dashes(handler)
+    wrapped = devbox.cli._after_dashes(handler)
     assert wrapped(args) == 0
     assert seen == [["ls", "-la", "--name"]]
     assert args.name == "box"

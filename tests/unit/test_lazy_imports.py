@@ -103,7 +103,7 @@ def test_image_info_reads_docker_inspect_json() -> None:
 def test_fast_enter_takes_only_name_workspace_and_command(
     argv: list[str], expected: tuple[str | None, str, list[str]] | None
 ) -> None:
-    parsed = devbox._fast_enter_args(argv)
+    parsed = devbox.enter._fast_enter_args(argv)
     if expected is None:
         assert parsed is None
         return

@@ -31,7 +31,7 @@ def up(tmp_path: Path, *extra: str) -> devbox.UpOptions:
 
 @pytest.fixture(autouse=True)
 def images_exist(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(devbox, "_image_exists", lambda ref: True)
+    monkeypatch.setattr(devbox.options, "_image_exists", lambda ref: True)
 
 
 def test_slim_up_mounts_the_host_env_read_only_on_pythonpath(tmp_path: Path) -> None:

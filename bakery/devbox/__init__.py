@@ -1,0 +1,157 @@
+"""Persistent dev containers: `up`, `enter`, `status`, `job`, `logs`, `stop`.
+
+One long-lived container per project and user, created once from a variant's image and then
+started, entered and stopped for weeks. bakery never removes or recreates one unless asked
+(`up --recreate`, with confirmation).
+
+What `up` gives the container:
+- the accelerator's device access (`gpu_access`, the one implementation of the GPU flags);
+- `--shm-size` (default 8g) or `--ipc host`, for PyTorch DataLoader workers;
+- the host user's uid:gid (SUDO_UID/SUDO_GID under sudo; `--user` overrides), so files created
+  in the workspace belong to that user, plus a passwd entry and a HOME (`plan_account`);
+- the workspace at /workspace, data folders read-only under /data, the host's pip and Hugging
+  Face caches, the host's CA bundle, and HF_ENDPOINT/proxy settings passed through;
+- labels (`io.bakery.devbox.*`) that tie it to the workspace, the variant and the image.
+
+The main process is a shell that waits for SIGTERM (run under the image's tini entrypoint), so
+the container outlives every `enter` and `exit`, and `stop` is immediate.
+
+Test seam: the hidden `--dev-root DIR` option (default /dev) is where device nodes are looked
+up, so tests can pass simulated nodes made with mknod (environment.md, "Simulating GPU device
+nodes"). The nodes are always mapped to their canonical paths (/dev/kfd, /dev/dri) inside.
+
+The package, one module per concept, top first (a module imports only those below it; none
+imports this package's __init__):
+
+    cli       the argparse side of all six commands (`register`)
+    status    `status`, `job`, `logs`, `stop`
+    enter     `enter`, with the fast path that imports no Docker client library
+    create    `up`: create, keep or replace a container, start it; checks on a given container
+    jobs      background jobs in the workspace, exit explanations, training progress
+    account   the container's passwd/group entries for the host user
+    options   the shared constants; `UpOptions` resolved from the command line; the container spec
+
+The host facts (GPU access, the invoking user, the CA bundle) live in bakery.host.
+"""
+
+from __future__ import annotations
+
+from bakery.devbox.account import Account, plan_account
+from bakery.devbox.cli import register
+from bakery.devbox.create import cmd_up, confirm, create_devbox
+from bakery.devbox.enter import cmd_enter, enter_fast
+from bakery.devbox.jobs import (
+    TRAIN_CHECKPOINT_DONE,
+    TRAIN_CHECKPOINTS,
+    TRAIN_METRICS,
+    JobStatus,
+    absolute_paths,
+    explain_exit,
+    job_command,
+    jobs_dir,
+    last_steps,
+    list_jobs,
+    newest_checkpoint,
+    training_progress,
+)
+from bakery.devbox.options import (
+    COMMANDS,
+    DEFAULT_SHM,
+    KEEPALIVE,
+    LABEL,
+    LABEL_PREFIX,
+    WORKSPACE_IN,
+    DataMount,
+    UpOptions,
+    choose_variant,
+    container_spec,
+    credential_names,
+    default_name,
+    host_ca_bundle,
+    parse_data,
+    passthrough_env,
+    stored_env,
+    up_options,
+    workspace_note,
+)
+from bakery.devbox.status import (
+    DevboxStatus,
+    cmd_job,
+    cmd_logs,
+    cmd_status,
+    cmd_stop,
+    human_age,
+    metrics_path,
+    status_of,
+    training_note,
+)
+from bakery.host import (
+    CA_ENV,
+    GpuAccess,
+    HostUser,
+    device_gids,
+    gpu_access,
+    gpu_run_args,
+    host_user,
+    invoking_user,
+    parse_user,
+)
+
+__all__ = [
+    "CA_ENV",
+    "COMMANDS",
+    "DEFAULT_SHM",
+    "KEEPALIVE",
+    "LABEL",
+    "LABEL_PREFIX",
+    "TRAIN_CHECKPOINTS",
+    "TRAIN_CHECKPOINT_DONE",
+    "TRAIN_METRICS",
+    "WORKSPACE_IN",
+    "Account",
+    "DataMount",
+    "DevboxStatus",
+    "GpuAccess",
+    "HostUser",
+    "JobStatus",
+    "UpOptions",
+    "absolute_paths",
+    "choose_variant",
+    "cmd_enter",
+    "cmd_job",
+    "cmd_logs",
+    "cmd_status",
+    "cmd_stop",
+    "cmd_up",
+    "confirm",
+    "container_spec",
+    "create_devbox",
+    "credential_names",
+    "default_name",
+    "device_gids",
+    "enter_fast",
+    "explain_exit",
+    "gpu_access",
+    "gpu_run_args",
+    "host_ca_bundle",
+    "host_user",
+    "human_age",
+    "invoking_user",
+    "job_command",
+    "jobs_dir",
+    "last_steps",
+    "list_jobs",
+    "metrics_path",
+    "newest_checkpoint",
+    "parse_data",
+    "parse_user",
+    "passthrough_env",
+    "plan_account",
+    "register",
+    "status_of",
+    "stored_env",
+    "training_note",
+    "training_progress",
+    "up_options",
+    "workspace_note",
+]
