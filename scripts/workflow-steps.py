@@ -138,16 +138,20 @@ class Replay:
 
     def base_context(self) -> dict[str, Any]:
         event = "push" if self.options.publish else "pull_request"
+        user = os.environ.get("BAKERY_REGISTRY_USER", "")
+        password = os.environ.get("BAKERY_REGISTRY_PASSWORD", "")
         return {
             "github": {
                 "event_name": event,
                 "ref": "refs/heads/main",
                 "repository_owner": "local",
-                "actor": os.environ.get("BAKERY_REGISTRY_USER", "local"),
+                # the registry's user and password go together: an anonymous local registry
+                # gets neither (a user without a password is refused by bakery)
+                "actor": user if password else "",
                 "event": {"repository": {"default_branch": "main"}},
             },
-            "secrets": {"GITHUB_TOKEN": os.environ.get("BAKERY_REGISTRY_PASSWORD", "")},
-            "vars": {},
+            "secrets": {"GITHUB_TOKEN": password if user else ""},
+            "vars": dict(self.options.var),
             "needs": self.needs,
             "env": {**self.workflow.get("env", {}), "REGISTRY": self.options.registry},
         }
@@ -288,6 +292,15 @@ def check_user() -> None:
         sys.exit("error: this user needs passwordless sudo (as the runner user has)")
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE (e.g. BAKERY_GPU_RUNNERS=cpu)"
+        )
+    return name, value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflow", default=".github/workflows/images.yml")
@@ -296,6 +309,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--jobs", action="append", default=[], help="only these jobs")
     parser.add_argument("--publish", action="store_true", help="as a push to the default branch")
     parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    parser.add_argument(
+        "--var",
+        action="append",
+        type=_name_value,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a repository variable (vars.NAME), e.g. BAKERY_GPU_RUNNERS=cpu: a self-hosted runner",
+    )
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     return parser.parse_args(argv)
 
