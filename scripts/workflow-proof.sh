@@ -35,6 +35,11 @@ docker exec "$CONTAINER" rm -rf "$CLONE"
 docker cp "$WORK/clone" "$CONTAINER:$CLONE"
 docker exec "$CONTAINER" chown -R alice: "$CLONE"
 
+# GitHub's runner images have git (checkout's clone; bakery reads the revision labels and the
+# <variant>-<short sha> tag from it); the fresh machine got its clone copied in without git.
+docker exec "$CONTAINER" bash -c 'command -v git >/dev/null || { apt-get update -qq &&
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends git >/dev/null; }'
+
 log "a local registry on the container's 127.0.0.1:5000 (docker-registry)"
 docker exec "$CONTAINER" bash -c 'mkdir -p /var/lib/workflow-registry && cat > /etc/workflow-registry.yml <<EOF
 version: 0.1
