@@ -179,7 +179,7 @@ class Replay:
             variants = evaluate(_EXPRESSION.fullmatch(axes["variant"])[1], context)  # type: ignore[index]
         except json.JSONDecodeError:  # --dry-run: the plan job did not run
             ids = self.options.variant or ["2.13.0-cpu-py3.11"]
-            variants = [{"id": i, "gpu_runner": False, "runs_on": ["ubuntu-24.04"]} for i in ids]
+            variants = [_planned(i, context["vars"].get("BAKERY_GPU_RUNNERS", "")) for i in ids]
         chosen = [v for v in variants if v["id"] in self.options.variant] or variants[:1]
         return [{"variant": v} for v in chosen]
 
@@ -256,6 +256,14 @@ class Replay:
     def setup_python(self, context: dict[str, Any]) -> bool:
         context["python_bin"] = str(_setup_python_venv(self.root))
         return True
+
+
+def _planned(variant: str, gpu_runners: str) -> dict[str, Any]:
+    """The plan job's entry for a variant id, for --dry-run (the plan job did not run)."""
+    accelerator = re.sub(r"[\d.]+$", "", variant.split("-")[1])  # rocm6.3 -> rocm
+    gpu = accelerator in [name.strip() for name in gpu_runners.split(",")]
+    runs_on = ["self-hosted", "linux", accelerator] if gpu else ["ubuntu-24.04"]
+    return {"id": variant, "accelerator": accelerator, "gpu_runner": gpu, "runs_on": runs_on}
 
 
 def _setup_python_venv(root: Path) -> Path:

@@ -142,3 +142,20 @@ def test_a_variable_that_is_not_name_value_is_refused() -> None:
     )
     assert done.returncode == 2
     assert "'BAKERY_GPU_RUNNERS' is not NAME=VALUE" in done.stderr
+
+
+def test_a_dry_run_as_a_self_hosted_runner_shows_its_steps() -> None:
+    selection = ["--jobs", "build-test", "--variant", "2.13.0-cpu-py3.11"]
+    self_hosted = ["--var", "BAKERY_GPU_RUNNERS=cpu"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--root", str(REPO), *selection, *self_hosted],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "-- keep BuildKit's cache bounded\n" in done.stdout  # the self-hosted step runs
+    assert "-- a BuildKit builder that can export cache (docker-container driver): skipped" in (
+        done.stdout
+    )
