@@ -186,6 +186,7 @@ class Replay:
     def run_job(self, name: str, job: Mapping[str, Any], context: dict[str, Any]) -> bool:
         label = f"{name} ({context['matrix']['variant']['id']})" if context["matrix"] else name
         print(f"== job {label}", flush=True)
+        context["runner"] = {"name": label}
         env = {
             **context["env"],
             **{k: substitute(str(v), context) for k, v in job.get("env", {}).items()},
@@ -254,7 +255,7 @@ class Replay:
         return False
 
     def setup_python(self, context: dict[str, Any]) -> bool:
-        context["python_bin"] = str(_setup_python_venv(self.root))
+        context["python_bin"] = str(_setup_python_venv(self.root, context["runner"]["name"]))
         return True
 
 
@@ -266,10 +267,11 @@ def _planned(variant: str, gpu_runners: str) -> dict[str, Any]:
     return {"id": variant, "accelerator": accelerator, "gpu_runner": gpu, "runs_on": runs_on}
 
 
-def _setup_python_venv(root: Path) -> Path:
+def _setup_python_venv(root: Path, runner: str) -> Path:
     """setup-python's stand-in: a writable Python of its own, first on PATH (not the system's,
-    which PEP 668 closes to pip)."""
-    venv = root / ".workflow-python"
+    which PEP 668 closes to pip). One per job, as each job gets a fresh runner on GitHub: what
+    the plan job pip-installs must not be there for build-test."""
+    venv = root / ".workflow-python" / re.sub(r"[^\w.-]+", "_", runner)
     if not (venv / "bin" / "python").exists():
         subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=600)
     return venv / "bin"

@@ -159,3 +159,14 @@ def test_a_dry_run_as_a_self_hosted_runner_shows_its_steps() -> None:
     assert "-- a BuildKit builder that can export cache (docker-container driver): skipped" in (
         done.stdout
     )
+
+
+def test_each_job_gets_a_python_of_its_own(tmp_path: Path) -> None:
+    # GitHub gives each job a fresh runner: bakery pip-installed by the plan job must not be
+    # importable in build-test, where build.py must re-execute itself in setup.sh's .venv
+    script = _script()
+    plan = script._setup_python_venv(tmp_path, "plan")
+    build = script._setup_python_venv(tmp_path, "build-test (2.13.0-cpu-py3.11)")
+    assert plan != build
+    assert (plan / "python").exists()
+    assert (build / "python").exists()
