@@ -32,6 +32,9 @@ def _in_project_venv() -> None:
             "run scripts/setup.sh, which installs them into .venv\n"
         )
         sys.exit(2)
+    # The mark only guards the one re-execution: the commands bakery runs (`python build.py job`
+    # in a test, a user's script) start from a fresh shell's state and may re-execute too.
+    os.environ.pop(REEXEC_MARK, None)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #                      and the training tests inside the cpu image)
 # FRESH_NAME_PREFIX    prefix of the container and volume names (default bakery-fresh)
 # FRESH_KEEP=1         keep the container and its volume for inspection
+# FRESH_WORKFLOW=1     sudo-user mode: then replay the workflow there (scripts/workflow-proof.sh)
 set -euo pipefail
 
 MODE="${1:-root}"
@@ -91,3 +92,6 @@ started=$SECONDS
 run_in "BAKERY_CHECK_VARIANTS=$VARIANTS scripts/check.sh $TEST_ARGS"
 log "test command: $((SECONDS - started)) s"
 log "PASSED as $MODE"
+if [ "${FRESH_WORKFLOW:-0}" = 1 ] && [ "$MODE" = sudo-user ]; then
+  "$REPO/scripts/workflow-proof.sh" "$NAME"
+fi

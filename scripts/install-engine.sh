@@ -27,7 +27,9 @@ DOCKER_IO_VERSION="${DOCKER_IO_VERSION:-26.1.5+dfsg1-9+deb13u1+b1}"
 BUILDX_VERSION="${BUILDX_VERSION:-0.13.1+ds1-3}"
 COMPOSE_VERSION="${COMPOSE_VERSION:-2.26.1-4}"
 HOST_ROOT="${BAKERY_HOST_ROOT:-}"
-TOOLS=(docker-registry debootstrap zstd apache2-utils jq util-linux iproute2 acl skopeo)
+# git: a copy of the repository without it (an archive, a copied clone) builds images without
+# revision labels or the <variant>-<short sha> tag, and the release tests need it
+TOOLS=(docker-registry debootstrap zstd apache2-utils jq util-linux iproute2 acl skopeo git)
 EXIT_REFUSED=3
 
 log() { printf 'install-engine: %s\n' "$*" >&2; }
@@ -108,7 +110,7 @@ refuse() {  # why, then the manual steps
 
 MANUAL_DOCKER_CE=(
   "1. follow https://docs.docker.com/engine/install/ for your system (docker-ce, docker-ce-cli, containerd.io, docker-buildx-plugin, docker-compose-plugin)"
-  "2. apt-get install docker-registry debootstrap zstd apache2-utils jq skopeo (or your system's equivalents)"
+  "2. apt-get install docker-registry debootstrap zstd apache2-utils jq skopeo git (or your system's equivalents)"
   "3. start dockerd and check: docker buildx version"
 )
 

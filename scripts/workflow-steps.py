@@ -138,16 +138,20 @@ class Replay:
 
     def base_context(self) -> dict[str, Any]:
         event = "push" if self.options.publish else "pull_request"
+        user = os.environ.get("BAKERY_REGISTRY_USER", "")
+        password = os.environ.get("BAKERY_REGISTRY_PASSWORD", "")
         return {
             "github": {
                 "event_name": event,
                 "ref": "refs/heads/main",
                 "repository_owner": "local",
-                "actor": os.environ.get("BAKERY_REGISTRY_USER", "local"),
+                # the registry's user and password go together: an anonymous local registry
+                # gets neither (a user without a password is refused by bakery)
+                "actor": user if password else "",
                 "event": {"repository": {"default_branch": "main"}},
             },
-            "secrets": {"GITHUB_TOKEN": os.environ.get("BAKERY_REGISTRY_PASSWORD", "")},
-            "vars": {},
+            "secrets": {"GITHUB_TOKEN": password if user else ""},
+            "vars": dict(self.options.var),
             "needs": self.needs,
             "env": {**self.workflow.get("env", {}), "REGISTRY": self.options.registry},
         }
@@ -175,13 +179,14 @@ class Replay:
             variants = evaluate(_EXPRESSION.fullmatch(axes["variant"])[1], context)  # type: ignore[index]
         except json.JSONDecodeError:  # --dry-run: the plan job did not run
             ids = self.options.variant or ["2.13.0-cpu-py3.11"]
-            variants = [{"id": i, "gpu_runner": False, "runs_on": ["ubuntu-24.04"]} for i in ids]
+            variants = [_planned(i, context["vars"].get("BAKERY_GPU_RUNNERS", "")) for i in ids]
         chosen = [v for v in variants if v["id"] in self.options.variant] or variants[:1]
         return [{"variant": v} for v in chosen]
 
     def run_job(self, name: str, job: Mapping[str, Any], context: dict[str, Any]) -> bool:
         label = f"{name} ({context['matrix']['variant']['id']})" if context["matrix"] else name
         print(f"== job {label}", flush=True)
+        context["runner"] = {"name": label}
         env = {
             **context["env"],
             **{k: substitute(str(v), context) for k, v in job.get("env", {}).items()},
@@ -250,14 +255,23 @@ class Replay:
         return False
 
     def setup_python(self, context: dict[str, Any]) -> bool:
-        context["python_bin"] = str(_setup_python_venv(self.root))
+        context["python_bin"] = str(_setup_python_venv(self.root, context["runner"]["name"]))
         return True
 
 
-def _setup_python_venv(root: Path) -> Path:
+def _planned(variant: str, gpu_runners: str) -> dict[str, Any]:
+    """The plan job's entry for a variant id, for --dry-run (the plan job did not run)."""
+    accelerator = re.sub(r"[\d.]+$", "", variant.split("-")[1])  # rocm6.3 -> rocm
+    gpu = accelerator in [name.strip() for name in gpu_runners.split(",")]
+    runs_on = ["self-hosted", "linux", accelerator] if gpu else ["ubuntu-24.04"]
+    return {"id": variant, "accelerator": accelerator, "gpu_runner": gpu, "runs_on": runs_on}
+
+
+def _setup_python_venv(root: Path, runner: str) -> Path:
     """setup-python's stand-in: a writable Python of its own, first on PATH (not the system's,
-    which PEP 668 closes to pip)."""
-    venv = root / ".workflow-python"
+    which PEP 668 closes to pip). One per job, as each job gets a fresh runner on GitHub: what
+    the plan job pip-installs must not be there for build-test."""
+    venv = root / ".workflow-python" / re.sub(r"[^\w.-]+", "_", runner)
     if not (venv / "bin" / "python").exists():
         subprocess.run(["python3", "-m", "venv", str(venv)], check=True, timeout=600)
     return venv / "bin"
@@ -288,6 +302,15 @@ def check_user() -> None:
         sys.exit("error: this user needs passwordless sudo (as the runner user has)")
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE (e.g. BAKERY_GPU_RUNNERS=cpu)"
+        )
+    return name, value
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workflow", default=".github/workflows/images.yml")
@@ -296,6 +319,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--jobs", action="append", default=[], help="only these jobs")
     parser.add_argument("--publish", action="store_true", help="as a push to the default branch")
     parser.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    parser.add_argument(
+        "--var",
+        action="append",
+        type=_name_value,
+        default=[],
+        metavar="NAME=VALUE",
+        help="a repository variable (vars.NAME), e.g. BAKERY_GPU_RUNNERS=cpu: a self-hosted runner",
+    )
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     return parser.parse_args(argv)
 

@@ -32,6 +32,7 @@ def test_readme_commands_pass_on_a_fresh_debian_12(mode: str, tmp_path: Path) ->
     with log.open("w") as out:
         done = subprocess.run(
             ["bash", str(REPO / "scripts" / "fresh-machine.sh"), mode],
+            env={**os.environ, "FRESH_WORKFLOW": "1"},  # sudo-user: the workflow replay too
             stdout=out,
             stderr=subprocess.STDOUT,
             timeout=TIMEOUT,
@@ -41,3 +42,5 @@ def test_readme_commands_pass_on_a_fresh_debian_12(mode: str, tmp_path: Path) ->
     assert done.returncode == 0, text[-6000:]
     assert f"PASSED as {mode}" in text
     assert "first command, as written in README.md: scripts/setup.sh && python3 build.py" in text
+    if mode == "sudo-user":
+        assert "PASSED: workflow replayed as alice" in text

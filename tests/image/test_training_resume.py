@@ -22,8 +22,10 @@ from bakery.cli import main
 
 pytestmark = pytest.mark.docker
 
-HOST_UID = 4321  # tests run as root here; a dev container runs as the host user's ids
-HOST_GID = 4322
+# A dev container runs as the host user's ids. As root the suite picks other ids than its own
+# (and chowns the workspace to them); as the unprivileged runner user of a hosted runner, which
+# cannot chown, they are that user's own ids (outputs owned by root still fail the test).
+HOST_UID, HOST_GID = (4321, 4322) if os.geteuid() == 0 else (os.getuid(), os.getgid())
 PREPARE = (
     "from pathlib import Path; from stylelora import tiny; "
     "tiny.write_tiny_model(Path('model')); tiny.write_style_images(Path('data'))"
@@ -79,7 +81,8 @@ def test_killed_training_job_resumes_from_the_command_status_prints(
         pytest.skip("slim image: training needs the host environment (slim suite)")
     workspace = tmp_path / "project"
     workspace.mkdir()
-    os.chown(workspace, HOST_UID, HOST_GID)
+    if os.geteuid() == 0:
+        os.chown(workspace, HOST_UID, HOST_GID)
     repository = image.ref.rsplit(":", 1)[0]
     assert main([
         "up", "--repository", repository, "--variant", image.variant.id, "--name", devbox_name,

@@ -290,3 +290,47 @@ def test_build_logs_are_uploaded_as_artifacts() -> None:
             if job == name and "upload-artifact" in step.get("uses", "")
         ]
         assert ".bakery/logs/" in paths, name
+
+
+def run_build_step(tmp_path: Path, hosted: str, bootstrap_base: str) -> list[str]:
+    """Run build-test's build script with a python3 that records its arguments."""
+    (step,) = [
+        s
+        for s in load(IMAGES)["jobs"]["build-test"]["steps"]
+        if s.get("name", "").startswith("build ")
+    ]
+    fake = tmp_path / "bin" / "python3"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{fake.parent}:{os.environ['PATH']}",
+        "ARGS_FILE": str(tmp_path / "args"),
+        "VARIANT": "2.13.0-cpu-py3.11",
+        "STAGING": "example-lab/staging",
+        "HOSTED": hosted,
+        "PUBLISH": "false",
+        "BOOTSTRAP_BASE": bootstrap_base,
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", step["run"]], env=env, check=False, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0
+    return (tmp_path / "args").read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize(
+    ("hosted", "bootstrap_base", "expected"),
+    [
+        pytest.param("false", "true", True, id="self-hosted-without-docker-hub"),
+        pytest.param("false", "", False, id="self-hosted"),
+        pytest.param("true", "true", False, id="hosted-pulls-the-pinned-base"),
+    ],
+)
+def test_self_hosted_runners_can_build_on_the_bootstrapped_base(
+    tmp_path: Path, hosted: str, bootstrap_base: str, expected: bool
+) -> None:
+    args = run_build_step(tmp_path, hosted, bootstrap_base)
+    assert ("--bootstrap-base" in args) is expected
+    assert args[:3] == ["build.py", "--variant", "2.13.0-cpu-py3.11"]

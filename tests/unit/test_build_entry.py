@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,3 +55,18 @@ def test_without_dependencies_it_reexecutes_in_the_project_venv(tmp_path: Path) 
     done = _run_without_site(project)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("bakery ")
+
+
+def test_the_reexecution_mark_is_not_inherited_by_what_bakery_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # found by the workflow replay: after a re-execution into .venv, `python build.py job` run by
+    # the training-resume image test inherited the mark, could not re-execute, and exited 2
+    spec = importlib.util.spec_from_file_location("build_entry", REPO / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    entry = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry)
+    monkeypatch.setenv(entry.REEXEC_MARK, "1")  # as in the re-executed process
+    entry._in_project_venv()  # bakery's dependencies are importable here
+    assert entry.REEXEC_MARK not in os.environ

@@ -167,6 +167,12 @@ def test_ubuntu_gets_debians_keyring_for_debootstrap(tmp_path: Path) -> None:
     assert "debian-archive-keyring" not in debian["tools"].split()
 
 
+@pytest.mark.parametrize("fixture", ["debian12", "ubuntu2404"])
+def test_git_is_installed_for_revision_labels_and_tags(tmp_path: Path, fixture: str) -> None:
+    # a copied clone or an archive has no git: found by the fresh-machine run (release tests)
+    assert "git" in _fields(_plan(_host(tmp_path, fixture, ())).stdout)["tools"].split()
+
+
 REFUSALS = [
     pytest.param("fedora40", (), "fedora 40 is not supported", id="fedora"),
     pytest.param("debian11", (), "Debian 11 is not supported", id="debian11"),

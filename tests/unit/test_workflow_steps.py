@@ -99,3 +99,74 @@ def test_it_refuses_to_run_as_root() -> None:
     )
     assert done.returncode != 0
     assert "non-root user with passwordless sudo" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("environ", "actor", "token"),
+    [
+        pytest.param({}, "", "", id="anonymous-local-registry"),
+        pytest.param({"BAKERY_REGISTRY_USER": "u"}, "", "", id="user-without-password"),
+        pytest.param(
+            {"BAKERY_REGISTRY_USER": "u", "BAKERY_REGISTRY_PASSWORD": "p"}, "u", "p", id="both"
+        ),
+    ],
+)
+def test_the_registry_user_and_token_go_together(
+    environ: dict[str, str], actor: str, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # bakery refuses a user without a password: an anonymous local registry must get neither
+    monkeypatch.delenv("BAKERY_REGISTRY_USER", raising=False)
+    monkeypatch.delenv("BAKERY_REGISTRY_PASSWORD", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    script = _script()
+    context = script.Replay(script.parse_args(["--root", str(REPO)]), REPO).base_context()
+    assert (context["github"]["actor"], context["secrets"]["GITHUB_TOKEN"]) == (actor, token)
+
+
+def test_repository_variables_reach_the_plan(tmp_path: Path) -> None:
+    # --var BAKERY_GPU_RUNNERS=cpu: the replay host is a self-hosted cpu runner (docker driver)
+    script = _script()
+    options = script.parse_args(["--root", str(REPO), "--var", "BAKERY_GPU_RUNNERS=cpu"])
+    context = script.Replay(options, REPO).base_context()
+    assert script.substitute("${{ vars.BAKERY_GPU_RUNNERS }}", context) == "cpu"
+
+
+def test_a_variable_that_is_not_name_value_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--var", "BAKERY_GPU_RUNNERS"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "'BAKERY_GPU_RUNNERS' is not NAME=VALUE" in done.stderr
+
+
+def test_a_dry_run_as_a_self_hosted_runner_shows_its_steps() -> None:
+    selection = ["--jobs", "build-test", "--variant", "2.13.0-cpu-py3.11"]
+    self_hosted = ["--var", "BAKERY_GPU_RUNNERS=cpu"]
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", "--root", str(REPO), *selection, *self_hosted],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "-- keep BuildKit's cache bounded\n" in done.stdout  # the self-hosted step runs
+    assert "-- a BuildKit builder that can export cache (docker-container driver): skipped" in (
+        done.stdout
+    )
+
+
+def test_each_job_gets_a_python_of_its_own(tmp_path: Path) -> None:
+    # GitHub gives each job a fresh runner: bakery pip-installed by the plan job must not be
+    # importable in build-test, where build.py must re-execute itself in setup.sh's .venv
+    script = _script()
+    plan = script._setup_python_venv(tmp_path, "plan")
+    build = script._setup_python_venv(tmp_path, "build-test (2.13.0-cpu-py3.11)")
+    assert plan != build
+    assert (plan / "python").exists()
+    assert (build / "python").exists()
