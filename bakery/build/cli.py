@@ -22,10 +22,7 @@ from bakery.build.plan import (
     print_plan,
 )
 from bakery.build.run import report_results, run_builds
-from bakery.buildkit import (
-    cache_hosts,
-    check_driver,
-)
+from bakery.buildkit import cache_hosts, check_driver
 from bakery.errors import EXIT_OK
 from bakery.host import detect_host_target
 from bakery.matrix import Selection, load_matrix, select_variants

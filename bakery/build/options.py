@@ -8,18 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bakery import argtypes
-from bakery.buildkit import (
-    CacheSpec,
-    parse_caches,
-)
+from bakery.buildkit import CacheSpec, parse_caches
 from bakery.errors import UsageError
 from bakery.host import find_ca_bundle
 from bakery.matrix import Variant
-from bakery.pipsources import (
-    PipSources,
-    sources_from_flags,
-    sources_from_host,
-)
+from bakery.pipsources import PipSources, sources_from_flags, sources_from_host
 from bakery.release import oci_labels, read_revision
 
 BUILD_DESCRIPTION = """\

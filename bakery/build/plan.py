@@ -15,16 +15,11 @@ from rich.console import Console
 from bakery import interpreters
 from bakery.build.options import BuildOptions, torch_index_for
 from bakery.build.sizes import LARGE_CONTEXT, SOURCE_SIZES, remembered_folder_size
-from bakery.buildkit import (
-    DAEMON_DRIVER,
-    describe_builder,
-)
+from bakery.buildkit import DAEMON_DRIVER, describe_builder
 from bakery.errors import UsageError, redact
 from bakery.localwheels import check_local_wheels
 from bakery.matrix import Variant
-from bakery.pipsources import (
-    check_local_dirs,
-)
+from bakery.pipsources import check_local_dirs
 from bakery.release import OCI
 from bakery.render import find_drift, render_variant
 

@@ -7,9 +7,7 @@ from pathlib import Path
 from bakery import engine, interpreters
 from bakery.build.options import BuildOptions
 from bakery.build.plan import BuildStep
-from bakery.buildkit import (
-    DAEMON_DRIVER,
-)
+from bakery.buildkit import DAEMON_DRIVER
 
 
 def named_contexts(step: BuildStep, options: BuildOptions) -> dict[str, Path | str]:
