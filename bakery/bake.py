@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from bakery.matrix import Matrix, Variant
 
 if TYPE_CHECKING:
-    from bakery.builder import BuildOptions, BuildStep
+    from bakery.build import BuildOptions, BuildStep
 
 BAKE_FILE = "docker-bake.json"
 SECRET_DEFAULT = "/dev/null"  # noqa: S105 - a path, not a password: an empty secret, ignored by with-build-secrets
@@ -104,7 +104,7 @@ def host_override(
 
 def override_targets(steps: Sequence[BuildStep], options: BuildOptions) -> dict[str, Any]:
     """What bakery's plan adds to each committed target on this machine."""
-    from bakery.builder import named_contexts  # noqa: PLC0415 - generate needs no docker imports
+    from bakery.build import named_contexts  # noqa: PLC0415 - generate needs no docker imports
 
     targets: dict[str, Any] = {}
     for step in steps:

@@ -37,7 +37,7 @@ from bakery.matrix import Variant
 from bakery.ui import err_console, out_console
 
 if TYPE_CHECKING:
-    from bakery.builder import BuildOptions
+    from bakery.build import BuildOptions
 
 COMMANDS: tuple[str, ...] = ("doctor",)
 

@@ -20,7 +20,7 @@ from testsupport import in_ci
 
 from bakery import engine
 from bakery.bake import BAKE_FILE, target_name
-from bakery.builder import BuildOptions, build_secrets, build_spec, plan_builds
+from bakery.build import BuildOptions, build_secrets, build_spec, plan_builds
 from bakery.cli import main
 from bakery.matrix import Selection, load_matrix, select_variants
 from bakery.pipsources import sources_from_flags

@@ -40,7 +40,8 @@ from standin_index import (
 )
 from testsupport import in_ci
 
-from bakery import base, builder, cli, engine
+from bakery import base, build, cli, engine
+from bakery.build import verify as read_back
 from bakery.errors import EXIT_GUARD, EXIT_OK
 from bakery.matrix import load_matrix
 
@@ -158,9 +159,9 @@ def build_with_standin(
     repository = f"bakery-test/rocm-standin-{uuid.uuid4().hex[:8]}"
     image = f"{repository}:{VARIANT}"
     events: list[str] = []
-    real_verify, real_tag = builder.verify_image, engine.tag_image
+    real_verify, real_tag = read_back.verify_image, engine.tag_image
 
-    def verify(step: builder.BuildStep, image_id: str) -> None:
+    def verify(step: build.BuildStep, image_id: str) -> None:
         events.append("verify")
         real_verify(step, image_id)
         events.append("verified")
@@ -170,7 +171,7 @@ def build_with_standin(
         real_tag(image_id, ref)
 
     # Observers only: both call through to the real functions.
-    monkeypatch.setattr(builder, "verify_image", verify)
+    monkeypatch.setattr(read_back, "verify_image", verify)
     monkeypatch.setattr(engine, "tag_image", tag)
 
     def run(copy: Path) -> Run:

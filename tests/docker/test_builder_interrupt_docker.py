@@ -17,7 +17,7 @@ import pytest
 from docker_support import ctrl_c_when, pids_running, wait_until, write_dockerfile
 from rich.console import Console
 
-from bakery import base, builder, engine
+from bakery import base, build, engine
 from bakery.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,13 +31,13 @@ def default_sigint() -> Iterator[None]:
     signal.signal(signal.SIGINT, previous)
 
 
-def sleeper_steps(root: Path, unique: str, count: int) -> tuple[list[builder.BuildStep], str]:
+def sleeper_steps(root: Path, unique: str, count: int) -> tuple[list[build.BuildStep], str]:
     """`count` build steps of a tiny Dockerfile whose RUN logs a marker, then sleeps."""
     sleeper = f"sleep 110.{secrets.randbelow(10**6):06d}"
     write_dockerfile(root, f"FROM {{BASE}}\nRUN echo started-{unique}; exec {sleeper}\n")
     variants = load_matrix(ROOT / "matrix.toml").variants[:count]
     steps = [
-        builder.BuildStep(
+        build.BuildStep(
             variant=v,
             dockerfile=Path("Dockerfile"),
             image=f"trust-input-interrupt:{unique}-{i}",
@@ -61,13 +61,13 @@ def test_ctrl_c_stops_builds_in_worker_threads_and_tags_nothing(
     base_image: base.BaseResult, build_dir: Path, unique: str, default_sigint: None
 ) -> None:
     steps, sleeper = sleeper_steps(build_dir, unique, count=2)
-    options = builder.BuildOptions(root=build_dir, jobs=1)  # the second build is still queued
+    options = build.BuildOptions(root=build_dir, jobs=1)  # the second build is still queued
 
     def running() -> bool:  # Ctrl+C once the first RUN runs: marker logged, its sleep exists
         return marker_logged(steps[0].log_path, unique) and bool(pids_running(sleeper))
 
     with ctrl_c_when(running) as sent, pytest.raises(KeyboardInterrupt):
-        builder.run_builds(steps, options, Console(file=io.StringIO()))
+        build.run_builds(steps, options, Console(file=io.StringIO()))
     assert sent == [True], "the RUN never started, so the interrupt proved nothing"
     wait_until(lambda: not pids_running(sleeper), 20, "the cancelled RUN to disappear")
     assert not steps[1].log_path.exists(), "a queued build started after Ctrl+C"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bakery import engine
-from bakery.builder import BuildOptions, familiar_name
+from bakery.build import BuildOptions, familiar_name
 from bakery.buildkit import cache_hosts, check_driver, describe_builder, parse_cache, parse_caches
 from bakery.cli import main
 from bakery.errors import UsageError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery.builder import default_variant, detect_host_target, parse_base_map
+from bakery.build import default_variant, detect_host_target, parse_base_map
 from bakery.cli import main
 from bakery.errors import UsageError
 from bakery.matrix import load_matrix

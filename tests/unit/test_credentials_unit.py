@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bakery import devbox
-from bakery.builder import BuildOptions, build_secrets
+from bakery.build import BuildOptions, build_secrets
 from bakery.errors import redact
 
 REDACT: list[tuple[str, str, str]] = [

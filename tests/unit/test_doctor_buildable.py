@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bakery import builder, doctor, interpreters
+from bakery import build, doctor, interpreters
+from bakery.build import plan
 from bakery.matrix import load_matrix
 from bakery.pipsources import PipSources
 
@@ -26,11 +27,11 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setattr(interpreters, "DOWNLOAD_URL", f"http://127.0.0.1:{port}/releases")
-    monkeypatch.setattr(builder, "index_reachable", lambda url, ca: False)
+    monkeypatch.setattr(plan, "index_reachable", lambda url, ca: False)
 
 
 def check(variant: str, folder: Path) -> doctor.Check:
-    options = builder.BuildOptions(root=ROOT, pip=PipSources(find_links=(str(folder),)))
+    options = build.BuildOptions(root=ROOT, pip=PipSources(find_links=(str(folder),)))
     return doctor.check_buildable([VARIANTS[variant]], options)[0]
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery import builder, interpreters
+from bakery import build, interpreters
 from bakery.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +116,8 @@ def test_mirror_travels_as_a_secret_and_a_folder_as_a_context(tmp_path: Path) ->
     assert interpreters.mirror_context("https://m/pbs") is None
     assert interpreters.mirror_secret(str(tmp_path)) == "file:///mnt/python-mirror"
     assert interpreters.mirror_context(str(tmp_path)) == tmp_path.resolve()
-    options = builder.BuildOptions(root=ROOT)
-    with builder.build_secrets(options, None, "https://user:tok@m/pbs") as secrets:
+    options = build.BuildOptions(root=ROOT)
+    with build.build_secrets(options, None, "https://user:tok@m/pbs") as secrets:
         by_id = {s.id: s for s in secrets}
         assert by_id["python-mirror"].src.read_text(encoding="utf-8") == "https://user:tok@m/pbs"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bakery import builder
+from bakery.build import plan
 from bakery.cli import main
 from bakery.localwheels import Need, matches, missing_wheels
 from bakery.pipsources import PipSources
@@ -81,7 +81,7 @@ def test_local_source_with_every_wheel_is_planned(
 def test_auto_falling_back_to_local_is_checked_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(builder, "index_reachable", lambda url, ca: False)
+    monkeypatch.setattr(plan, "index_reachable", lambda url, ca: False)
     assert dry_run("--find-links", str(tmp_path)) == 2
     err = capsys.readouterr().err
     assert "torch-2.9.1+rocm6.3-cp311" in err

@@ -8,7 +8,8 @@ from types import MappingProxyType
 
 import pytest
 
-from bakery import builder, engine, verified
+from bakery import build, engine, verified
+from bakery.build import verify
 from bakery.errors import GuardError
 from bakery.matrix import load_matrix
 
@@ -67,9 +68,9 @@ def test_records_survive_a_reload_and_a_torn_file_counts_as_none(tmp_path: Path)
     assert verified.load_records(tmp_path) == {}
 
 
-def _step() -> builder.BuildStep:
+def _step() -> build.BuildStep:
     v = next(v for v in load_matrix(ROOT / "matrix.toml").variants if v.id == "2.13.0-cpu-py3.11")
-    return builder.BuildStep(
+    return build.BuildStep(
         variant=v, dockerfile=Path("images") / v.id / "Dockerfile", image="x:1",
         torch_source="local", torch_source_reason="", build_args={}, base_context=None,
         log_path=Path("build.log"),
@@ -84,26 +85,26 @@ def test_build_reads_back_once_then_reuses_it_for_a_code_change(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     read_backs: list[str] = []
-    monkeypatch.setattr(builder, "verify_image", lambda step, image_id: read_backs.append(image_id))
+    monkeypatch.setattr(verify, "verify_image", lambda step, image_id: read_backs.append(image_id))
     step = _step()
     first = (*LOWER, "sha256:code1")
-    assert builder.verify_once(step, _outcome((PIP, COPY, WORKDIR)), info(first), tmp_path)
+    assert verify.verify_once(step, _outcome((PIP, COPY, WORKDIR)), info(first), tmp_path)
     code_only = _outcome((COPY, WORKDIR))
-    assert not builder.verify_once(step, code_only, info((*LOWER, "sha256:code2")), tmp_path)
+    assert not verify.verify_once(step, code_only, info((*LOWER, "sha256:code2")), tmp_path)
     assert len(read_backs) == 1
     torch_changed = (*LOWER[:2], "sha256:torch2", *LOWER[3:], "sha256:code3")
-    assert builder.verify_once(step, code_only, info(torch_changed), tmp_path)
-    assert builder.verify_once(step, _outcome((PIP, COPY)), info(first), tmp_path)
+    assert verify.verify_once(step, code_only, info(torch_changed), tmp_path)
+    assert verify.verify_once(step, _outcome((PIP, COPY)), info(first), tmp_path)
     assert len(read_backs) == 3
 
 
 def test_a_failed_read_back_is_not_remembered(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(step: builder.BuildStep, image_id: str) -> None:
+    def refuse(step: build.BuildStep, image_id: str) -> None:
         raise GuardError("torch was replaced")
 
-    monkeypatch.setattr(builder, "verify_image", refuse)
+    monkeypatch.setattr(verify, "verify_image", refuse)
     with pytest.raises(GuardError):
-        builder.verify_once(_step(), _outcome((PIP, COPY)), info(LOWER), tmp_path)
+        verify.verify_once(_step(), _outcome((PIP, COPY)), info(LOWER), tmp_path)
     assert verified.load_records(tmp_path) == {}
