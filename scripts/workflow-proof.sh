@@ -12,6 +12,8 @@
 # - the replay host is a self-hosted cpu runner (BAKERY_GPU_RUNNERS=cpu): a hosted runner's
 #   `docker buildx create --driver docker-container` needs the moby/buildkit image, which no
 #   registry here serves; self-hosted runners use the daemon's own builder;
+# - BAKERY_VARIANTS=<the variant>: the replay builds one variant, so plan and promote use just it
+#   (promote refuses a selection whose push reports are missing);
 # - BAKERY_BOOTSTRAP_BASE=true: Docker Hub is unreachable, so the build uses the debootstrap'd base;
 # - the checks job is not replayed: it runs the whole unit and Docker test suites (CI's job);
 #   its two commands (setup.sh, check.sh) are what fresh-machine.sh proves;
@@ -77,6 +79,7 @@ fi
 docker exec -u alice "${envs[@]}" -w "$CLONE" "$CONTAINER" bash -lc \
   "/home/alice/bakery/.venv/bin/python scripts/workflow-steps.py --registry 127.0.0.1:5000 \
      --variant $VARIANT --publish --var BAKERY_GPU_RUNNERS=cpu --var BAKERY_BOOTSTRAP_BASE=true \
+     --var BAKERY_VARIANTS=$VARIANT \
      --jobs plan --jobs build-test --jobs publish"
 
 log "the registry now serves:"

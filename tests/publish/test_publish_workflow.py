@@ -195,7 +195,7 @@ def test_registry_credentials_come_only_from_the_workflow_token() -> None:
                 assert "BAKERY_REGISTRY_PASSWORD" not in step["run"]
 
 
-def run_plan_step(tmp_path: Path, gpu_runners: str) -> dict[str, str]:
+def run_plan_step(tmp_path: Path, gpu_runners: str, variants: str = "") -> dict[str, str]:
     """Run the plan job's script as the runner would; return what it wrote to GITHUB_OUTPUT."""
     if shutil.which("jq") is None:
         if in_ci():
@@ -206,6 +206,7 @@ def run_plan_step(tmp_path: Path, gpu_runners: str) -> dict[str, str]:
     env = {
         **os.environ,
         "GPU_RUNNERS": gpu_runners,
+        "VARIANTS": variants,
         "PUBLISH": "false",
         "OWNER": "Example-Lab",
         "GITHUB_OUTPUT": str(output),
@@ -244,6 +245,29 @@ def test_the_plan_job_puts_every_variant_on_a_runner(tmp_path: Path) -> None:
 def test_without_gpu_runners_every_variant_runs_on_a_hosted_runner(tmp_path: Path) -> None:
     planned = json.loads(run_plan_step(tmp_path, "")["variants"])
     assert {tuple(p["runs_on"]) for p in planned} == {("ubuntu-24.04",)}
+
+
+def test_a_repository_variable_narrows_the_plan_and_the_promote(tmp_path: Path) -> None:
+    """BAKERY_VARIANTS: the plan lists only those variants and promote is given the same globs
+    (promote refuses a selection with missing push reports, so both must agree)."""
+    (tmp_path / "plan").mkdir()
+    planned = json.loads(run_plan_step(tmp_path / "plan", "", "2.13.0-cpu-*")["variants"])
+    assert [p["id"] for p in planned] == ["2.13.0-cpu-py3.11", "2.13.0-cpu-py3.11-slim"]
+    (step,) = [s for s in load(IMAGES)["jobs"]["publish"]["steps"] if "promote" in s.get("run", "")]
+    assert step["env"]["VARIANTS"] == "${{ vars.BAKERY_VARIANTS }}"
+    fake = tmp_path / "bin" / "python"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    for variants, expected in (("2.13.0-cpu-*", ["--variant", "2.13.0-cpu-*"]), ("", [])):
+        env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "VARIANTS": variants,
+               "ARGS_FILE": str(tmp_path / "args"), "REGISTRY": "r", "OWNER": "o"}  # fmt: skip
+        done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, check=False, timeout=60)
+        assert done.returncode == 0
+        args = (tmp_path / "args").read_text(encoding="utf-8").splitlines()
+        given = args[args.index("--variant") : args.index("--variant") + 2] if expected else []
+        assert given == expected
+        assert ("--variant" in args) == bool(expected)
 
 
 # Hosted runners (issue 14): pinned actions, unprivileged steps, logs kept, registry logged out.
