@@ -12,6 +12,7 @@ leftovers (from a process killed with SIGKILL) from a user's files.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import tempfile
@@ -103,3 +104,14 @@ def write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
     with pending_file(path, mode) as pending:
         pending.write(raw)
         pending.commit()
+
+
+def write_cache(path: Path, data: bytes | str) -> bool:
+    """write_atomic for a cache bakery can do without: an unwritable place is logged, not raised
+    (the next run recomputes what the file would have remembered). True when it was written."""
+    try:
+        write_atomic(path, data)
+    except OSError as exc:
+        logging.getLogger("bakery").debug("cache %s not written: %s", path, exc)
+        return False
+    return True

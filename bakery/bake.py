@@ -21,13 +21,12 @@ file an override points at is written with mode 0600 under `.bakery/bake/`.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bakery.atomicfile import write_atomic
 from bakery.matrix import Matrix, Variant
 
 if TYPE_CHECKING:
@@ -122,8 +121,6 @@ def override_targets(steps: Sequence[BuildStep], options: BuildOptions) -> dict[
 
 def write_host_override(path: Path, steps: Sequence[BuildStep], options: BuildOptions) -> Path:
     """Write the host override for `steps`; the pip configuration goes to a 0600 file beside it."""
-    from bakery.atomicfile import write_atomic  # noqa: PLC0415
-
     secrets_dir = options.root / ".bakery" / "bake"
     secrets_dir.mkdir(parents=True, exist_ok=True)
     pipconf = write_private(secrets_dir / "pipconf", options.pip.pip_conf())
@@ -137,14 +134,5 @@ def write_host_override(path: Path, steps: Sequence[BuildStep], options: BuildOp
 
 def write_private(target: Path, content: str) -> Path:
     """Write atomically with mode 0600 from the start (index URLs may carry credentials)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, content, mode=0o600)  # its temporary file is 0600 from the start too
     return target

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from bakery.atomicfile import write_cache
 from bakery.errors import UsageError
 from bakery.host import find_ca_bundle as find_ca_bundle  # noqa: PLC0414 - re-exported
 
@@ -167,15 +168,7 @@ def _pip_config_list(env: Mapping[str, str] | None = None) -> dict[str, str]:
     config = _run_pip_config_list()
     if config is None:  # pip failed: nothing to remember
         return {}
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"key": key, "config": config}), encoding="utf-8")
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # an unwritable cache only costs the next run another `pip config list`
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_cache(cache, json.dumps({"key": key, "config": config}))  # else: pip again next run
     return config
 
 

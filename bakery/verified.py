@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bakery.atomicfile import write_atomic
 from bakery.engine import ImageInfo
 
 RECORDS = Path(".bakery") / "verified.json"  # under the project root, beside the build logs
@@ -78,11 +78,4 @@ def remember(root: Path, key: str, layers: Sequence[str]) -> None:
     records.pop(key, None)
     records[key] = list(layers)
     kept = dict(list(records.items())[-MAX_RECORDS:])
-    path = root / RECORDS
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(kept, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(root / RECORDS, json.dumps(kept, indent=1) + "\n")

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bakery.atomicfile import write_atomic
+
 SCHEMA = "bakery-bench/1"
 BASELINE = "baseline"
 BAKERY = "bakery"
@@ -289,25 +291,9 @@ def now_iso() -> str:
 # Result files
 
 
-# bench/ keeps its own small atomic writer for now; bakery.atomicfile.write_atomic (issue 13)
-# does the same for the product and the two are to be unified.
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Temporary file beside `path`, fsync, os.replace, fsync of the folder: all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    """All or nothing (bakery.atomicfile: temporary file, fsync, os.replace, fsync of the folder)."""
+    write_atomic(path, data)
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

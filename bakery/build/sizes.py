@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from bakery.atomicfile import write_cache
+
 LARGE_CONTEXT = 1_000_000_000
 
 
@@ -50,13 +52,5 @@ def remembered_folder_size(folder: Path, cache: Path) -> int:
         return int(seen.get("size", 0))
     size = folder_size(folder)
     records[str(folder)] = {"stamp": stamp, "size": size}
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(records), encoding="utf-8")
-        os.replace(tmp, cache)
-    except OSError:
-        pass  # no cache: the next build walks the folder again
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_cache(cache, json.dumps(records))  # unwritable: the next build walks the folder again
     return size
