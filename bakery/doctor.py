@@ -33,7 +33,7 @@ from bakery.host import (
     gpu_access,
     invoking_user,
 )
-from bakery.matrix import Variant
+from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console, out_console
 
 if TYPE_CHECKING:
@@ -351,15 +351,13 @@ def selected_images(
     args: argparse.Namespace, host: Host
 ) -> tuple[list[Variant], str, bool] | Check:
     """The variants to look for (explicit selection, or the host's target), or why not."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - cli imports this module
-
     explicit = bool(args.target or args.torch or args.python or args.flavour or args.variant)
     if not args.matrix.is_file():
         return Check("images", SKIP, f"no {args.matrix} here (run doctor from the project root)")
     if not args.target and not args.variant:
         args.target = [detect_host_target(host.dev)[0]]
     try:
-        matrix, variants = load_selected(args)
+        matrix, variants = load_selection(args.matrix, _selection(args))
     except BakeryError as exc:
         return Check("images", FAIL, exc.render(), exc.fix)
     return variants, args.repository or matrix.project.repository, explicit
@@ -480,3 +478,7 @@ def register(
     # Test seam: where device nodes are looked up (tests pass mknod-made nodes).
     p.add_argument("--dev-root", type=Path, default=Path("/dev"), help=argparse.SUPPRESS)
     p.set_defaults(handler=cmd_doctor)
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)

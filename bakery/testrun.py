@@ -28,7 +28,7 @@ from rich.table import Table
 from bakery import engine
 from bakery.atomicfile import write_atomic
 from bakery.errors import EXIT_FAILED, EXIT_OK
-from bakery.matrix import Variant, load_matrix, select_variants
+from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console, out_console
 
 SUITES = {
@@ -91,10 +91,10 @@ def _seconds(text: str) -> float:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
-
-    matrix = load_matrix(args.matrix)
-    variants = select_variants(matrix, selection_from_args(args))
+    selection = Selection.from_flags(
+        args.target, args.torch, args.python, args.flavour, args.variant
+    )
+    _, variants = load_selection(args.matrix, selection)
     root = args.matrix.resolve().parent
     console = err_console()
     results: list[SuiteResult] = []

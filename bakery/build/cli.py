@@ -119,6 +119,4 @@ def write_bake_file(steps: Sequence[BuildStep], options: BuildOptions, console: 
 
 
 def _selection(args: argparse.Namespace) -> Selection:
-    from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
-
-    return selection_from_args(args)
+    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)

@@ -25,6 +25,7 @@ from bakery.bundle.load import (
 from bakery.bundle.manifest import LOADER_NAME, manifest_to_json, read_bundle
 from bakery.bundle.streams import need_zstd, size_text
 from bakery.errors import EXIT_FAILED, EXIT_OK, UsageError
+from bakery.matrix import Selection, load_selection
 from bakery.ui import err_console
 
 COMMANDS: tuple[str, ...] = ("save", "load", "export", "import")
@@ -56,8 +57,6 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 def selected_refs(args: argparse.Namespace) -> tuple[str, ...]:
     """--image refs plus the selection's images (`<repository>:<tag>`)."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - bakery.cli imports this package
-
     refs = list(args.image)
     chosen = any((args.target, args.torch, args.python, args.flavour, args.variant))
     if not chosen and not refs:
@@ -66,7 +65,7 @@ def selected_refs(args: argparse.Namespace) -> tuple[str, ...]:
             fix="name them with --target/--torch/--python/--flavour/--variant, or --image REF",
         )
     if chosen:
-        _, variants = load_selected(args)
+        _, variants = load_selection(args.matrix, _selection(args))
         refs += [f"{args.repository or v.project.repository}:{v.tag}" for v in variants]
     return tuple(dict.fromkeys(refs))
 
@@ -240,3 +239,7 @@ def register(
     imp.add_argument("--tag", default=None, help="the image name (needed for a tar without manifest)")
     imp.set_defaults(handler=cmd_import)
     # fmt: on
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)

@@ -24,7 +24,7 @@ from bakery.host import (
     invoking_user,
     parse_user,
 )
-from bakery.matrix import Variant
+from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console
 
 COMMANDS: tuple[str, ...] = ("up", "enter", "status", "job", "logs", "stop")
@@ -37,7 +37,7 @@ PIP_CACHE_IN = "/cache/pip"
 HF_HOME_IN = "/cache/huggingface"
 CA_IN = "/etc/bakery/ca-bundle.pem"
 JOBS_DIR = ".bakery/jobs"  # + /<container>: in the workspace, so logs are the user's files
-DEFAULT_SHM = "8g"
+DEFAULT_SHM = engine.DEFAULT_SHM
 START_TIMEOUT = 30.0
 # The main process: waits for SIGTERM and exits 0, so `docker stop` returns at once.
 KEEPALIVE = ("/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; sleep infinity & wait')
@@ -264,8 +264,6 @@ def workspace_note(workspace: Path, user: HostUser) -> str:
 
 def up_options(args: argparse.Namespace) -> UpOptions:
     """Resolve the command line into UpOptions; raises before anything is created."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - cli imports this module
-
     workspace = Path(args.workspace).expanduser().resolve()
     if not workspace.is_dir():
         raise UsageError(f"--workspace {workspace} is not a directory")
@@ -273,7 +271,7 @@ def up_options(args: argparse.Namespace) -> UpOptions:
     if not args.target and not args.variant:
         args.target = [_host_target(args.dev_root)]
     args.flavour = _flavour_for_host_env(args)
-    matrix, variants = load_selected(args)
+    matrix, variants = load_selection(args.matrix, _selection(args))
     repository = args.repository or matrix.project.repository
     variant, image, note = choose_variant(variants, repository, _image_exists)
     if note:
@@ -348,3 +346,7 @@ def _host_target(dev: Path) -> str:
 
 def _image_exists(ref: str) -> bool:
     return engine.inspect_image(ref) is not None
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)

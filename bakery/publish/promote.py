@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bakery import engine
 from bakery.errors import EXIT_OK, DockerError, GuardError, UsageError
-from bakery.matrix import Matrix, Variant
+from bakery.matrix import Matrix, Selection, Variant, load_selection
 from bakery.publish.model import (
     Credentials,
     Destination,
@@ -45,13 +45,11 @@ def run_promote(
     on_tag_verified: TagHook | None = None,
 ) -> int:
     """Copy each selected variant's tested digest from --from to --to under all its tags."""
-    from bakery.cli import load_selected  # noqa: PLC0415
-
     console = err_console()
     options = publish_options(args, credentials)
     check_registry(args.source, "--from")
     source = Destination(args.source, options.destination.name)
-    matrix, variants = load_selected(args)
+    matrix, variants = load_selection(args.matrix, _selection(args))
     engine.check_engine()
     with logged_in([source.host, options.destination.host], options, console):
         return _promote(args, matrix, variants, source, options, console, on_tag_verified)
@@ -193,3 +191,7 @@ def verify_copy(
             f"the registry serves {served.digest} ({served.media_type}) for the tag",
             "promote again; if it repeats, look at who else writes to this repository",
         )
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)

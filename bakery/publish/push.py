@@ -10,6 +10,7 @@ from rich.console import Console
 
 from bakery import engine
 from bakery.errors import EXIT_OK, DockerError, GuardError
+from bakery.matrix import Selection, load_selection
 from bakery.publish.model import Credentials, PublishOptions, PushStep, TagHook, TagRecord
 from bakery.publish.plan import (
     check_tested,
@@ -30,11 +31,9 @@ def run_push(
     on_tag_verified: TagHook | None = None,
 ) -> int:
     """Plan, print, check, push and verify every tag, then report (also when a push fails)."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - avoids an import cycle
-
     console = err_console()
     options = publish_options(args, credentials)
-    matrix, variants = load_selected(args)
+    matrix, variants = load_selection(args.matrix, _selection(args))
     steps = push_steps(matrix, variants, args, options, console)
     print_plan(steps, options, console, "push")
     if options.dry_run:
@@ -97,3 +96,7 @@ def manifest_size(document: Mapping[str, Any]) -> int:
     """Bytes of the compressed config and layers a single-image manifest names."""
     blobs = [document.get("config", {}), *document.get("layers", [])]
     return sum(int(blob.get("size", 0)) for blob in blobs if isinstance(blob, Mapping))
+
+
+def _selection(args: argparse.Namespace) -> Selection:
+    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bakery import argtypes, engine
-from bakery.devbox import DEFAULT_SHM
+from bakery.engine import DEFAULT_SHM
 from bakery.errors import EXIT_OK, UsageError
 from bakery.gpuselect import add_run_flags
 from bakery.slim.compose import COMPOSE_COMMAND, refuse_existing, render_compose, write_checked

@@ -15,11 +15,10 @@ from packaging.version import Version
 
 from bakery import engine
 from bakery.compat import python_key
-from bakery.devbox import DEFAULT_SHM
 from bakery.errors import UsageError
 from bakery.gpuselect import parse_env_flags, select_gpus
 from bakery.host import GpuAccess, HostUser, detect_host_target
-from bakery.matrix import Variant, load_matrix, select_variants
+from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.slim.access import (
     container_user,
     device_access,
@@ -48,7 +47,7 @@ class SlimPlan:
     gpu: GpuAccess
     name: str  # the container's (run)
     extra_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    shm_size: str = DEFAULT_SHM  # the same DataLoader shared memory as `up`
+    shm_size: str = engine.DEFAULT_SHM  # the same DataLoader shared memory as `up`
     ipc_host: bool = False
 
     def environment(self) -> dict[str, str]:
@@ -102,9 +101,7 @@ def _split(values: Sequence[str]) -> list[str]:
 
 def _variants(args: argparse.Namespace, flavour: str) -> list[Variant]:
     """The selection flags' variants of one flavour; no --target means the host's accelerator."""
-    from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
-
-    selection = replace(selection_from_args(args), flavours=(flavour,))
+    selection = Selection.from_flags(args.target, args.torch, args.python, (flavour,), args.variant)
     if not selection.targets and not selection.variants:
         target, reason = detect_host_target()
         err_console().print(f"no --target given: using [bold]{target}[/] ({reason})")
