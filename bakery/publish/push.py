@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,8 +9,15 @@ from rich.console import Console
 
 from bakery import engine
 from bakery.errors import EXIT_OK, DockerError, GuardError
-from bakery.matrix import Selection, load_selection
-from bakery.publish.model import Credentials, PublishOptions, PushStep, TagHook, TagRecord
+from bakery.matrix import load_selection
+from bakery.publish.model import (
+    Credentials,
+    PublishOptions,
+    PublishRequest,
+    PushStep,
+    TagHook,
+    TagRecord,
+)
 from bakery.publish.plan import (
     check_tested,
     for_each_tag,
@@ -26,15 +32,15 @@ from bakery.ui import err_console
 
 
 def run_push(
-    args: argparse.Namespace,
+    request: PublishRequest,
     credentials: Credentials | None = None,
     on_tag_verified: TagHook | None = None,
 ) -> int:
     """Plan, print, check, push and verify every tag, then report (also when a push fails)."""
     console = err_console()
-    options = publish_options(args, credentials)
-    matrix, variants = load_selection(args.matrix, _selection(args))
-    steps = push_steps(matrix, variants, args, options, console)
+    options = publish_options(request, credentials)
+    matrix, variants = load_selection(request.matrix, request.selection)
+    steps = push_steps(matrix, variants, request, options, console)
     print_plan(steps, options, console, "push")
     if options.dry_run:
         return EXIT_OK
@@ -96,7 +102,3 @@ def manifest_size(document: Mapping[str, Any]) -> int:
     """Bytes of the compressed config and layers a single-image manifest names."""
     blobs = [document.get("config", {}), *document.get("layers", [])]
     return sum(int(blob.get("size", 0)) for blob in blobs if isinstance(blob, Mapping))
-
-
-def _selection(args: argparse.Namespace) -> Selection:
-    return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)
