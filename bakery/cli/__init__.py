@@ -3,9 +3,10 @@
 `main(argv) -> int` is the single boundary where bakery errors become
 `error: what happened — why — what to do` on stderr and an exit code.
 
-The package is the only place that knows argparse; no library module imports it. One module
-per command group, each with its COMMANDS and `register(add, parents)`; a handler turns its
-arguments into a frozen options object and calls the library:
+The package is the only place that knows argparse (bakery-probe, a script copied alone into
+images, keeps its own); no library module imports it or argparse. One module per command
+group, each with its COMMANDS and `register(add, parents)`; a handler turns its arguments into
+a frozen options object and calls the library:
 
     matrix   list, generate
     build    build, base
