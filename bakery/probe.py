@@ -408,7 +408,15 @@ def _guard_runtime(spec: GuardSpec, build: dict[str, Any]) -> list[str]:
     return []
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+@dataclass(frozen=True)
+class ProbeCommand:
+    """The command line, parsed: `guard` with the variant's stack, or the probe itself."""
+
+    expect: str | None = None  # probe: the accelerator the image is for
+    guard: GuardSpec | None = None  # guard: the stack to check
+
+
+def parse_args(argv: list[str]) -> ProbeCommand:
     parser = argparse.ArgumentParser(
         prog="bakery-probe",
         description=__doc__,
@@ -427,28 +435,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--local", default="")
     g.add_argument("--source", default="index", choices=("index", "pypi", "local"))
     g.add_argument("--companion", action="append", default=[], metavar="NAME=VERSION")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command != "guard":
+        return ProbeCommand(expect=args.expect)
+    spec = GuardSpec(
+        args.torch,
+        args.accelerator,
+        args.accelerator_version,
+        args.local,
+        args.source,
+        tuple(args.companion),
+    )
+    return ProbeCommand(expect=args.expect, guard=spec)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "guard":
-        problems = guard(
-            GuardSpec(
-                args.torch,
-                args.accelerator,
-                args.accelerator_version,
-                args.local,
-                args.source,
-                tuple(args.companion),
-            )
-        )
+    command = parse_args(sys.argv[1:] if argv is None else argv)
+    if command.guard is not None:
+        problems = guard(command.guard)
         for problem in problems:
             print(f"bakery-probe guard: {problem}", file=sys.stderr)
         if not problems:
             print(f"bakery-probe guard: torch stack is the variant's ({torch_build()['version']})")
         return 1 if problems else 0
-    report = probe(expected_accelerator(args.expect))
+    report = probe(expected_accelerator(command.expect))
     print(json.dumps(report, indent=2, sort_keys=True))
     return 0 if report["verdict"] in ("ok", "no-gpu") else 1
 

@@ -125,6 +125,18 @@ def test_only_the_cli_imports_argparse() -> None:
     assert offenders == []
 
 
+def test_no_namespace_outside_the_cli() -> None:
+    """Not even bakery-probe's checks take the parsed arguments: they get a frozen GuardSpec."""
+    used = sorted(
+        f"{path.relative_to(BAKERY)}:{node.lineno}"
+        for path in outside_cli()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if (isinstance(node, ast.Attribute) and node.attr == "Namespace")
+        or (isinstance(node, ast.Name) and node.id == "Namespace")
+    )
+    assert used == []
+
+
 def test_no_argparse_private_api() -> None:
     used = sorted(
         f"{path.relative_to(BAKERY)}: {node.attr}"
