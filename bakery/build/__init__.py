@@ -7,11 +7,13 @@ from the BuildKit cache.
 The package, one module per concept, top first (a module imports only those below it; none
 imports this package's __init__):
 
-    run       build each step (jobs at a time), live status lines, Ctrl+C, tag, the summary
+    run       build each step (jobs at a time), live status lines, Ctrl+C, tag, the summary;
+              the builder's driver, cache registry logins
     verify    the read-back that must pass before a tag; guard failures
     spec      what `docker buildx build` gets: named contexts, the build spec
     secrets   secret files for one build (pip.conf, CA, mirror URLs), removed afterwards
-    plan      `BuildStep`s: default variant, torch source, rendered check, the printed plan, bases
+    plan      `BuildStep`s: default variant (and selection), torch source, rendered check, the
+              printed plan, bases
     sizes     the size of a local pip source, remembered between builds
     options   `BuildOptions` and the parsers of their values (the arguments: bakery.cli.build)
 
@@ -32,13 +34,22 @@ from bakery.build.plan import (
     BuildStep,
     check_rendered,
     choose_torch_source,
+    default_selection,
     default_variant,
     index_reachable,
     plan_builds,
     prepare_bases,
     print_plan,
 )
-from bakery.build.run import BuildResult, build_one, report_results, result_record, run_builds
+from bakery.build.run import (
+    BuildResult,
+    build_one,
+    cache_logins,
+    report_results,
+    resolve_builder,
+    result_record,
+    run_builds,
+)
 from bakery.build.secrets import build_secrets
 from bakery.build.sizes import (
     LARGE_CONTEXT,
@@ -63,8 +74,10 @@ __all__ = [
     "build_one",
     "build_secrets",
     "build_spec",
+    "cache_logins",
     "check_rendered",
     "choose_torch_source",
+    "default_selection",
     "default_variant",
     "detect_host_target",
     "familiar_name",
@@ -79,6 +92,7 @@ __all__ = [
     "print_plan",
     "remembered_folder_size",
     "report_results",
+    "resolve_builder",
     "result_record",
     "run_builds",
     "torch_index_for",

@@ -8,35 +8,32 @@ host override instead of building).
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from rich.console import Console
 
 from bakery import engine
 from bakery.bake import write_bake_file
 from bakery.build import (
     TORCH_SOURCES,
     BuildOptions,
+    cache_logins,
     check_rendered,
-    default_variant,
+    default_selection,
     parse_base_map,
     parse_torch_index_urls,
     plan_builds,
     prepare_bases,
     print_plan,
     report_results,
+    resolve_builder,
     run_builds,
 )
-from bakery.buildkit import cache_hosts, check_driver, parse_caches
+from bakery.buildkit import parse_caches
 from bakery.cli import argtypes
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
 from bakery.errors import EXIT_OK, UsageError
-from bakery.host import detect_host_target, find_ca_bundle
-from bakery.matrix import Selection, load_matrix, load_selection
+from bakery.host import find_ca_bundle
+from bakery.matrix import Selection, load_selection
 from bakery.pipsources import PipSources, sources_from_flags, sources_from_host
 from bakery.release import oci_labels, read_revision
 from bakery.ui import err_console
@@ -254,51 +251,6 @@ def build_selection(
         results = run_builds(steps, options, console)
     report_results(results, options, console)
     return EXIT_OK
-
-
-def default_selection(matrix_path: Path, console: Console) -> Selection:
-    """No selection flags: the host target's default variant only, and how to build the rest."""
-    target, reason = detect_host_target()
-    variants = load_matrix(matrix_path).variants
-    chosen = default_variant(variants, target)
-    count = sum(v.target == target for v in variants)
-    console.print(
-        f"no selection given: building [bold]{chosen.id}[/], the default of {target} ({reason}); "
-        f"`--target {target}` builds all {count} {target} variants, `python3 build.py list` shows every variant"
-    )
-    return Selection(variants=(chosen.id,))
-
-
-def resolve_builder(options: BuildOptions) -> BuildOptions:
-    """Ask buildx for the builder's driver when it matters; refuse what it cannot do."""
-    if options.builder is None and not options.cache_to:
-        return options
-    driver = engine.builder_driver(options.builder or "")
-    check_driver(driver, options.builder or "(current)", options.cache_to)
-    return replace(options, builder_driver=driver)
-
-
-@contextmanager
-def cache_logins(
-    options: BuildOptions, credentials: Credentials | None, console: Console
-) -> Iterator[None]:
-    """Log in to registry caches with BAKERY_REGISTRY_USER/PASSWORD (like pushes); log out after."""
-    from bakery.publish import take_credentials  # noqa: PLC0415
-
-    hosts = cache_hosts((*options.cache_from, *options.cache_to))
-    if credentials is None and hosts:
-        credentials = take_credentials()
-    if credentials is None or not hosts:
-        yield
-        return
-    try:
-        for host in hosts:
-            engine.login_registry(host, credentials.username, credentials.password)
-            console.print(f"logged in to cache registry {host} as {credentials.username}")
-        yield
-    finally:
-        for host in hosts:
-            engine.logout_registry(host)
 
 
 def cmd_base(args: argparse.Namespace) -> int:

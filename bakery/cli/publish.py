@@ -26,8 +26,9 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from bakery.build import default_selection
 from bakery.cli import argtypes
-from bakery.cli.build import add_build_arguments, build_selection, default_selection
+from bakery.cli.build import add_build_arguments, build_selection
 from bakery.cli.build import options_from_args as build_options
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
 from bakery.cli.testing import add_suite_arguments, suite_options
