@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bakery.atomicfile import write_atomic
+from bakery.errors import EXIT_OK
 from bakery.matrix import Matrix, Variant
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from bakery.build import BuildOptions, BuildStep
 
 BAKE_FILE = "docker-bake.json"
@@ -136,3 +139,17 @@ def write_private(target: Path, content: str) -> Path:
     """Write atomically with mode 0600 from the start (index URLs may carry credentials)."""
     write_atomic(target, content, mode=0o600)  # its temporary file is 0600 from the start too
     return target
+
+
+def write_bake_file(steps: Sequence[BuildStep], options: BuildOptions, console: Console) -> int:
+    """Write this host's override for the plan and say how to build with it (`build --bake-file`)."""
+    from bakery.build import torch_index_for  # noqa: PLC0415 - generate needs no docker imports
+
+    path = write_host_override(options.bake_file or Path(), steps, options)
+    names = " ".join(target_name(s.variant.id) for s in steps)
+    console.print(f"wrote {path}; build with:")
+    console.print(f"  docker buildx bake -f {BAKE_FILE} -f {path} {names}")
+    if any(torch_index_for(s.variant, options) != s.variant.index.url for s in steps):
+        console.print(f"  (with {ENV_SECRETS['torch-index']}=<mirror URL> in the environment)")
+    console.print("bake builds skip bakery's torch read-back before tagging: run `build.py test`")
+    return EXIT_OK

@@ -10,14 +10,12 @@ Exit codes: 0 no check failed (warnings and skips allowed), 1 at least one faile
 
 from __future__ import annotations
 
-import argparse
 import grp
-import json
 import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,13 +31,12 @@ from bakery.host import (
     gpu_access,
     invoking_user,
 )
-from bakery.matrix import Variant
-from bakery.ui import err_console, out_console
+from bakery.matrix import Selection, Variant, load_selection
+from bakery.ui import out_console
 
 if TYPE_CHECKING:
     from bakery.build import BuildOptions
 
-COMMANDS: tuple[str, ...] = ("doctor",)
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 GIB = 1024**3
@@ -342,27 +339,34 @@ def check_images(
 # Running and printing
 
 
-def host_from_args(args: argparse.Namespace) -> Host:
+@dataclass(frozen=True)
+class DoctorRequest:
+    """What doctor looks at: the matrix's selected images (default: this host's target)."""
+
+    matrix: Path = Path("matrix.toml")
+    selection: Selection = field(default_factory=Selection)
+    repository: str | None = None  # None: the matrix's
+    dev_root: Path = Path("/dev")  # where device nodes are looked up (a test seam)
+
+
+def this_host(dev_root: Path) -> Host:
     user = invoking_user()
-    return Host(dev=args.dev_root, env=dict(os.environ), user=user, groups=user_groups(user))
+    return Host(dev=dev_root, env=dict(os.environ), user=user, groups=user_groups(user))
 
 
-def selected_images(
-    args: argparse.Namespace, host: Host
-) -> tuple[list[Variant], str, bool] | Check:
+def selected_images(request: DoctorRequest, host: Host) -> tuple[list[Variant], str, bool] | Check:
     """The variants to look for (explicit selection, or the host's target), or why not."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - cli imports this module
-
-    explicit = bool(args.target or args.torch or args.python or args.flavour or args.variant)
-    if not args.matrix.is_file():
-        return Check("images", SKIP, f"no {args.matrix} here (run doctor from the project root)")
-    if not args.target and not args.variant:
-        args.target = [detect_host_target(host.dev)[0]]
+    selection = request.selection
+    explicit = not selection.empty
+    if not request.matrix.is_file():
+        return Check("images", SKIP, f"no {request.matrix} here (run doctor from the project root)")
+    if not selection.targets and not selection.variants:
+        selection = replace(selection, targets=(detect_host_target(host.dev)[0],))
     try:
-        matrix, variants = load_selected(args)
+        matrix, variants = load_selection(request.matrix, selection)
     except BakeryError as exc:
         return Check("images", FAIL, exc.render(), exc.fix)
-    return variants, args.repository or matrix.project.repository, explicit
+    return variants, request.repository or matrix.project.repository, explicit
 
 
 def check_buildable(
@@ -397,8 +401,8 @@ def _buildable(v: Variant, options: BuildOptions) -> Check:
     return Check(name, OK, f"torch from {source}{where} ({reason}); {python}")
 
 
-def run_checks(args: argparse.Namespace) -> list[Check]:
-    host = host_from_args(args)
+def run_checks(request: DoctorRequest) -> list[Check]:
+    host = this_host(request.dev_root)
     daemon, info = check_daemon()
     checks = [
         daemon,
@@ -407,7 +411,7 @@ def run_checks(args: argparse.Namespace) -> list[Check]:
         check_gpu(host),
         check_rocm_devices(host),
     ]
-    selected = selected_images(args, host)
+    selected = selected_images(request, host)
     image_checks, built = (
         ([selected], []) if isinstance(selected, Check) else check_images(*selected, info)
     )
@@ -436,47 +440,3 @@ def print_checks(checks: Sequence[Check]) -> None:
     for c in checks:
         table.add_row(c.check, f"[{_STYLE[c.status]}]{c.status}[/]", c.detail, c.fix)
     out_console().print(table)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = run_checks(args)
-    code = exit_code(checks)
-    if args.json:
-        print(json.dumps([asdict(c) for c in checks], indent=2))
-        return code
-    print_checks(checks)
-    failed = sum(c.status == FAIL for c in checks)
-    err_console().print(f"{failed} check(s) failed" if failed else "no check failed")
-    return code
-
-
-DESCRIPTION = """\
-Check this host for building and running bakery's images, and say how to fix what fails:
-the Docker daemon and its version, buildx, free disk, GPUs (/dev/kfd, /dev/dri and your
-groups; the NVIDIA runtime and whether it works; cgroup notes), proxy and CA settings,
-registry mirrors, whether the selected images (default: this host's target) exist here, and
-per variant whether this host can build it and from which sources (torch, interpreter).
-
-exit codes: 0 no check failed (warn and skip allowed), 1 a check failed, 2 bad usage.
---json prints a list of {check, status: ok|warn|fail|skip, detail, fix}.
-"""
-
-
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    selection: argparse.ArgumentParser,
-) -> None:
-    """Add `doctor`."""
-    p = sub.add_parser(
-        "doctor",
-        parents=[common, selection],
-        help="check the host, with a fix for each failure",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
-    p.add_argument("--repository", default=None, help="image repository (default: the matrix's)")
-    # Test seam: where device nodes are looked up (tests pass mknod-made nodes).
-    p.add_argument("--dev-root", type=Path, default=Path("/dev"), help=argparse.SUPPRESS)
-    p.set_defaults(handler=cmd_doctor)

@@ -13,7 +13,6 @@ GPU selection:
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -26,24 +25,6 @@ ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
 ROCM_INDEX_RE = re.compile(r"[0-9]{1,2}", re.ASCII)
 NVIDIA_ID_RE = re.compile(r"[0-9]{1,2}|GPU-[0-9a-fA-F-]{8,64}|MIG-[0-9a-zA-Z/-]{8,64}", re.ASCII)
 RENDER_BASE = 128
-
-
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a variable in the container (repeatable), e.g. the probe's advice "
-        "--env HSA_OVERRIDE_GFX_VERSION=11.0.0",
-    )
-    p.add_argument(
-        "--gpus",
-        default=None,
-        metavar="N,N|all",
-        help="which GPUs: ROCm passes only their render nodes and sets HIP_VISIBLE_DEVICES; "
-        'NVIDIA uses --gpus "device=N,N" (default: all)',
-    )
 
 
 def parse_env_flags(values: Sequence[str]) -> dict[str, str]:

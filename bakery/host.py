@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bakery import argtypes
 from bakery.errors import UsageError, printable, shown
 
+MAX_ID = 2**31 - 1  # the largest uid/gid every tool in the chain (Docker, useradd) accepts
 CA_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # the order pip and requests use
 
 
@@ -143,10 +143,10 @@ def parse_user(text: str) -> HostUser:
     """`--user UID:GID` (numbers: the container has no host accounts to resolve names)."""
     match = re.fullmatch(r"([0-9]{1,10}):([0-9]{1,10})", text.strip())
     ids = (int(match.group(1)), int(match.group(2))) if match else None
-    if ids is None or max(ids) > argtypes.MAX_ID:
+    if ids is None or max(ids) > MAX_ID:
         raise UsageError(
             f"--user {shown(text)} is not UID:GID",
-            fix=f"give numbers from 0 to {argtypes.MAX_ID}, e.g. --user 1000:1000",
+            fix=f"give numbers from 0 to {MAX_ID}, e.g. --user 1000:1000",
         )
     return host_user(*ids)
 

@@ -24,6 +24,7 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 ENV_KEYS = (
@@ -331,7 +332,19 @@ def advice_flags(build: dict[str, Any], devices: dict[str, Any]) -> list[str]:
     return [f for f in dict.fromkeys(flags) if f]
 
 
-def guard(args: argparse.Namespace) -> list[str]:
+@dataclass(frozen=True)
+class GuardSpec:
+    """The variant's torch stack, as `bakery-probe guard` is told it at build time."""
+
+    torch: str
+    accelerator: str  # rocm | cuda | cpu
+    accelerator_version: str = ""
+    local: str = ""  # the wheels' local label: rocm6.3, cu128, cpu
+    source: str = "index"  # index | pypi | local
+    companions: tuple[str, ...] = ()  # NAME=VERSION
+
+
+def guard(spec: GuardSpec) -> list[str]:
     """Every way the installed stack differs from the variant (empty: all good).
 
     Wheels from the accelerator's index carry the local label (+rocm6.3, +cu128, +cpu) in both
@@ -342,16 +355,16 @@ def guard(args: argparse.Namespace) -> list[str]:
     build = torch_build()
     if build.get("error"):
         return [f"torch does not import: {build['error']}"]
-    locals_ok = {"", args.local} if args.source == "pypi" else {args.local}
+    locals_ok = {"", spec.local} if spec.source == "pypi" else {spec.local}
     problems = []
-    if build["base"] != args.torch or build["local"] not in locals_ok:
+    if build["base"] != spec.torch or build["local"] not in locals_ok:
         problems.append(
-            f"torch {_spell(args.torch, locals_ok)} was expected but torch {build['version']} is "
+            f"torch {_spell(spec.torch, locals_ok)} was expected but torch {build['version']} is "
             "installed (replaced by a later pip step, or taken from the wrong index)"
         )
-    problems += _guard_runtime(args, build)
-    for spec in args.companion:
-        name, _, version = spec.partition("=")
+    problems += _guard_runtime(spec, build)
+    for companion in spec.companions:
+        name, _, version = companion.partition("=")
         problems += _guard_companion(name, version, locals_ok, build)
     return problems
 
@@ -376,17 +389,17 @@ def _guard_companion(
     return []
 
 
-def _guard_runtime(args: argparse.Namespace, build: dict[str, Any]) -> list[str]:
-    if args.accelerator == "rocm":
+def _guard_runtime(spec: GuardSpec, build: dict[str, Any]) -> list[str]:
+    if spec.accelerator == "rocm":
         hip = build["hip"] or ""
-        if not hip.startswith(args.accelerator_version):
+        if not hip.startswith(spec.accelerator_version):
             return [
-                f"torch.version.hip is {build['hip']!r}, expected ROCm {args.accelerator_version}"
+                f"torch.version.hip is {build['hip']!r}, expected ROCm {spec.accelerator_version}"
             ]
-    elif args.accelerator == "cuda":
-        if build["cuda"] != args.accelerator_version or build["hip"]:
+    elif spec.accelerator == "cuda":
+        if build["cuda"] != spec.accelerator_version or build["hip"]:
             return [
-                f"torch.version.cuda is {build['cuda']!r}, expected CUDA {args.accelerator_version}"
+                f"torch.version.cuda is {build['cuda']!r}, expected CUDA {spec.accelerator_version}"
             ]
     elif build["cuda"] or build["hip"]:
         return [
@@ -395,7 +408,15 @@ def _guard_runtime(args: argparse.Namespace, build: dict[str, Any]) -> list[str]
     return []
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+@dataclass(frozen=True)
+class ProbeCommand:
+    """The command line, parsed: `guard` with the variant's stack, or the probe itself."""
+
+    expect: str | None = None  # probe: the accelerator the image is for
+    guard: GuardSpec | None = None  # guard: the stack to check
+
+
+def parse_args(argv: list[str]) -> ProbeCommand:
     parser = argparse.ArgumentParser(
         prog="bakery-probe",
         description=__doc__,
@@ -414,19 +435,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--local", default="")
     g.add_argument("--source", default="index", choices=("index", "pypi", "local"))
     g.add_argument("--companion", action="append", default=[], metavar="NAME=VERSION")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.command != "guard":
+        return ProbeCommand(expect=args.expect)
+    spec = GuardSpec(
+        args.torch,
+        args.accelerator,
+        args.accelerator_version,
+        args.local,
+        args.source,
+        tuple(args.companion),
+    )
+    return ProbeCommand(expect=args.expect, guard=spec)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    if args.command == "guard":
-        problems = guard(args)
+    command = parse_args(sys.argv[1:] if argv is None else argv)
+    if command.guard is not None:
+        problems = guard(command.guard)
         for problem in problems:
             print(f"bakery-probe guard: {problem}", file=sys.stderr)
         if not problems:
             print(f"bakery-probe guard: torch stack is the variant's ({torch_build()['version']})")
         return 1 if problems else 0
-    report = probe(expected_accelerator(args.expect))
+    report = probe(expected_accelerator(command.expect))
     print(json.dumps(report, indent=2, sort_keys=True))
     return 0 if report["verdict"] in ("ok", "no-gpu") else 1
 

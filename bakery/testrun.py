@@ -8,9 +8,7 @@ passing image id is recorded so that `push` can refuse untested images.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
 import signal
 import subprocess
@@ -19,7 +17,7 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from rich.table import Table
 from bakery import engine
 from bakery.atomicfile import write_atomic
 from bakery.errors import EXIT_FAILED, EXIT_OK
-from bakery.matrix import Variant, load_matrix, select_variants
+from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console, out_console
 
 SUITES = {
@@ -43,6 +41,20 @@ STATE_FILE = Path(".bakery/state/tested.json")
 NOT_APPLICABLE: dict[str, frozenset[str]] = {"slim": frozenset({"training-smoke"})}
 PYTEST_TIMEOUT = 3600.0  # seconds for one variant's suites (`test --timeout`)
 PYTEST_STOP_SECONDS = 60.0  # after a timeout: how long pytest may take to clean up
+RESULTS_DIR = Path(".bakery/test-results")
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """What `test` runs: the selection's images, where results go, pytest's extras and limit."""
+
+    matrix: Path = Path("matrix.toml")
+    selection: Selection = field(default_factory=Selection)
+    repository: str | None = None  # None: the matrix's
+    results: Path = RESULTS_DIR  # relative to the matrix's folder
+    json: bool = False
+    pytest_args: tuple[str, ...] = ()
+    timeout: float = PYTEST_TIMEOUT  # seconds for one variant's suites
 
 
 @dataclass(frozen=True)
@@ -57,55 +69,20 @@ class SuiteResult:
     skip_reasons: tuple[str, ...] = ()  # every distinct reason a case of this suite skipped
 
 
-def add_test_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print results as JSON on stdout")
-    p.add_argument(
-        "--results",
-        type=Path,
-        default=Path(".bakery/test-results"),
-        help="where to write results.json and junit XML",
-    )
-    p.add_argument("--repository", default=None, help="override the matrix's repository")
-    p.add_argument(
-        "--pytest-arg", action="append", default=[], help="extra argument for pytest (repeatable)"
-    )
-    p.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=PYTEST_TIMEOUT,
-        metavar="SECONDS",
-        help="stop one variant's suites after this long (default: %(default)g)",
-    )
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a number of seconds above 0 (e.g. --timeout 1800)"
-        )
-    return value
-
-
-def cmd_test(args: argparse.Namespace) -> int:
-    from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
-
-    matrix = load_matrix(args.matrix)
-    variants = select_variants(matrix, selection_from_args(args))
-    root = args.matrix.resolve().parent
+def test_images(options: SuiteOptions) -> int:
+    """Run the suites on each selected image, write and print the results, record the passes."""
+    _, variants = load_selection(options.matrix, options.selection)
+    root = options.matrix.resolve().parent
     console = err_console()
     results: list[SuiteResult] = []
-    junit_dir = root / args.results
+    junit_dir = root / options.results
     for v in variants:
-        image = f"{args.repository or v.project.repository}:{v.tag}"
+        image = f"{options.repository or v.project.repository}:{v.tag}"
         console.print(f"{v.id}: testing {image}")
-        results += run_variant(v, image, root, junit_dir, args)
+        results += run_variant(v, image, root, junit_dir, options)
     write_results(results, junit_dir / "results.json")
-    untested = record_tested(variants, results, args, root)
-    report(results, args.json)
+    untested = record_tested(variants, results, options.repository, root)
+    report(results, options.json)
     for variant_id, reasons in untested.items():
         console.print(f"[yellow]not recorded as tested:[/] {variant_id}: {'; '.join(reasons)}")
     failed = any(r.status in ("failed", "not-run") for r in results)
@@ -113,7 +90,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def run_variant(
-    v: Variant, image: str, root: Path, junit_dir: Path, args: argparse.Namespace
+    v: Variant, image: str, root: Path, junit_dir: Path, options: SuiteOptions
 ) -> list[SuiteResult]:
     if engine.inspect_image(image) is None:
         why = f"{image} is not built (python build.py --variant {v.id})"
@@ -125,10 +102,11 @@ def run_variant(
         command = [
             sys.executable, "-m", "pytest", str(root / "tests" / "image"), "--variant", v.id,
             f"--junitxml={partial}", "-q", "-rs", "-p", "no:cacheprovider",
-            *(["--repository", args.repository] if args.repository else []), *args.pytest_arg,
+            *(["--repository", options.repository] if options.repository else []),
+            *options.pytest_args,
         ]  # fmt: skip
         started = time.monotonic()
-        code, output = run_pytest(command, root, getattr(args, "timeout", PYTEST_TIMEOUT))
+        code, output = run_pytest(command, root, options.timeout)
         err_console().print(f"{v.id}: pytest {code} after {time.monotonic() - started:.0f}s")
         written = partial.exists() and partial.stat().st_size > 0
         if written:
@@ -260,7 +238,7 @@ def read_state(path: Path) -> dict[str, Any]:
 def record_tested(
     variants: Sequence[Variant],
     results: Sequence[SuiteResult],
-    args: argparse.Namespace,
+    repository: str | None,
     root: Path,
 ) -> dict[str, list[str]]:
     """Record the image ids whose suites all passed; return variant id -> why not, for the rest.
@@ -274,7 +252,7 @@ def record_tested(
     for v in variants:
         mine = [r for r in results if r.variant == v.id]
         reasons = untested_reasons(v, mine)
-        info = engine.inspect_image(f"{args.repository or v.project.repository}:{v.tag}")
+        info = engine.inspect_image(f"{repository or v.project.repository}:{v.tag}")
         if info is None:
             reasons = reasons or ["the image is gone"]
         if reasons or info is None:

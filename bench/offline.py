@@ -125,7 +125,7 @@ def run(ctx: Context) -> BenchResult:
     result = BenchResult(NAME, TITLE, method=__doc__ or "")
     from bakery import bundle  # noqa: PLC0415
 
-    if not hasattr(bundle, "cmd_save") or not (ctx.root / DAEMON_HELPER).is_file():
+    if not hasattr(bundle, "save_bundle") or not (ctx.root / DAEMON_HELPER).is_file():
         result.status = STATUS_PENDING
         result.reason = (
             "pending bundle support (bakery/bundle save/load or the offline daemon helper)"

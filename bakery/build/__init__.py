@@ -7,32 +7,25 @@ from the BuildKit cache.
 The package, one module per concept, top first (a module imports only those below it; none
 imports this package's __init__):
 
-    cli       `build` itself: the default variant, the plan, bake file or builds, cache logins
-    run       build each step (jobs at a time), live status lines, Ctrl+C, tag, the summary
+    run       build each step (jobs at a time), live status lines, Ctrl+C, tag, the summary;
+              the builder's driver, cache registry logins
     verify    the read-back that must pass before a tag; guard failures
     spec      what `docker buildx build` gets: named contexts, the build spec
     secrets   secret files for one build (pip.conf, CA, mirror URLs), removed afterwards
-    plan      `BuildStep`s: default variant, torch source, rendered check, the printed plan, bases
+    plan      `BuildStep`s: default variant (and selection), torch source, rendered check, the
+              printed plan, bases
     sizes     the size of a local pip source, remembered between builds
-    options   `BuildOptions`, the build's arguments and how they become options
+    options   `BuildOptions` and the parsers of their values (the arguments: bakery.cli.build)
 
-`bakery.builder` re-exports these names for callers not yet moved here.
+The command itself (arguments, the default variant, plan → bake file or builds, cache logins)
+is bakery.cli.build. `bakery.builder` re-exports these names for callers not yet moved here.
 """
 
 from __future__ import annotations
 
-from bakery.build.cli import (
-    cache_logins,
-    cmd_build,
-    resolve_builder,
-    write_bake_file,
-)
 from bakery.build.options import (
-    BUILD_DESCRIPTION,
     TORCH_SOURCES,
     BuildOptions,
-    add_build_arguments,
-    options_from_args,
     parse_base_map,
     parse_torch_index_urls,
     torch_index_for,
@@ -41,13 +34,22 @@ from bakery.build.plan import (
     BuildStep,
     check_rendered,
     choose_torch_source,
+    default_selection,
     default_variant,
     index_reachable,
     plan_builds,
     prepare_bases,
     print_plan,
 )
-from bakery.build.run import BuildResult, build_one, report_results, result_record, run_builds
+from bakery.build.run import (
+    BuildResult,
+    build_one,
+    cache_logins,
+    report_results,
+    resolve_builder,
+    result_record,
+    run_builds,
+)
 from bakery.build.secrets import build_secrets
 from bakery.build.sizes import (
     LARGE_CONTEXT,
@@ -61,7 +63,6 @@ from bakery.build.verify import REUSED, as_guard_error, verify_command, verify_i
 from bakery.host import detect_host_target
 
 __all__ = [
-    "BUILD_DESCRIPTION",
     "LARGE_CONTEXT",
     "REUSED",
     "SOURCE_SIZES",
@@ -69,7 +70,6 @@ __all__ = [
     "BuildOptions",
     "BuildResult",
     "BuildStep",
-    "add_build_arguments",
     "as_guard_error",
     "build_one",
     "build_secrets",
@@ -77,7 +77,7 @@ __all__ = [
     "cache_logins",
     "check_rendered",
     "choose_torch_source",
-    "cmd_build",
+    "default_selection",
     "default_variant",
     "detect_host_target",
     "familiar_name",
@@ -85,7 +85,6 @@ __all__ = [
     "folder_stamp",
     "index_reachable",
     "named_contexts",
-    "options_from_args",
     "parse_base_map",
     "parse_torch_index_urls",
     "plan_builds",
@@ -100,5 +99,4 @@ __all__ = [
     "verify_command",
     "verify_image",
     "verify_once",
-    "write_bake_file",
 ]

@@ -17,8 +17,9 @@ from bakery.build.options import BuildOptions, torch_index_for
 from bakery.build.sizes import LARGE_CONTEXT, SOURCE_SIZES, remembered_folder_size
 from bakery.buildkit import DAEMON_DRIVER, describe_builder
 from bakery.errors import UsageError, redact
+from bakery.host import detect_host_target
 from bakery.localwheels import check_local_wheels
-from bakery.matrix import Variant
+from bakery.matrix import Selection, Variant, load_matrix
 from bakery.pipsources import check_local_dirs
 from bakery.release import OCI
 from bakery.render import find_drift, render_variant
@@ -222,3 +223,16 @@ def _debian_suite(image: str) -> str:
     if not name.endswith("debian"):
         return ""
     return tag.removesuffix("-slim")
+
+
+def default_selection(matrix_path: Path, console: Console) -> Selection:
+    """No selection flags: the host target's default variant only, and how to build the rest."""
+    target, reason = detect_host_target()
+    variants = load_matrix(matrix_path).variants
+    chosen = default_variant(variants, target)
+    count = sum(v.target == target for v in variants)
+    console.print(
+        f"no selection given: building [bold]{chosen.id}[/], the default of {target} ({reason}); "
+        f"`--target {target}` builds all {count} {target} variants, `python3 build.py list` shows every variant"
+    )
+    return Selection(variants=(chosen.id,))

@@ -9,7 +9,8 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
@@ -21,7 +22,11 @@ from bakery.build.plan import BuildStep
 from bakery.build.secrets import build_secrets
 from bakery.build.spec import build_spec
 from bakery.build.verify import REUSED, as_guard_error, verify_once
+from bakery.buildkit import cache_hosts, check_driver
 from bakery.errors import BakeryError, DockerError
+
+if TYPE_CHECKING:
+    from bakery.publish import Credentials
 
 
 @dataclass(frozen=True)
@@ -168,3 +173,35 @@ def result_record(r: BuildResult) -> dict[str, object]:
         "torch_source": r.step.torch_source,
         "log": str(r.step.log_path),
     }
+
+
+def resolve_builder(options: BuildOptions) -> BuildOptions:
+    """Ask buildx for the builder's driver when it matters; refuse what it cannot do."""
+    if options.builder is None and not options.cache_to:
+        return options
+    driver = engine.builder_driver(options.builder or "")
+    check_driver(driver, options.builder or "(current)", options.cache_to)
+    return replace(options, builder_driver=driver)
+
+
+@contextmanager
+def cache_logins(
+    options: BuildOptions, credentials: Credentials | None, console: Console
+) -> Iterator[None]:
+    """Log in to registry caches with BAKERY_REGISTRY_USER/PASSWORD (like pushes); log out after."""
+    from bakery.publish import take_credentials  # noqa: PLC0415 - only a cache registry needs it
+
+    hosts = cache_hosts((*options.cache_from, *options.cache_to))
+    if credentials is None and hosts:
+        credentials = take_credentials()
+    if credentials is None or not hosts:
+        yield
+        return
+    try:
+        for host in hosts:
+            engine.login_registry(host, credentials.username, credentials.password)
+            console.print(f"logged in to cache registry {host} as {credentials.username}")
+        yield
+    finally:
+        for host in hosts:
+            engine.logout_registry(host)

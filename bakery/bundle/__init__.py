@@ -31,7 +31,6 @@ labels from the export's manifest with `--change`.
 
 The package, one module per concept (arrows point down; none imports this package's __init__):
 
-    cli          argparse: the four subcommands, each a client of the modules below
     exportimport export/import: flattened images and their restored config
     save         plan (images, layers a delta omits) and write a bundle
     loader       load.sh (bakery/data/load.sh) with a bundle's facts filled in
@@ -55,15 +54,6 @@ from bakery.bundle.archive import (
     member_problem,
     scan_saved_tar,
     verify_archive,
-)
-from bakery.bundle.cli import (
-    COMMANDS,
-    cmd_export,
-    cmd_import,
-    cmd_load,
-    cmd_save,
-    register,
-    selected_refs,
 )
 from bakery.bundle.exportimport import (
     archive_name_for,
@@ -138,7 +128,6 @@ from bakery.bundle.streams import (
 
 __all__ = [
     "ARCHIVE_NAME",
-    "COMMANDS",
     "DEFAULT_LEVEL",
     "LOADER_NAME",
     "LOAD_MARGIN",
@@ -169,10 +158,6 @@ __all__ = [
     "check_output",
     "check_saved",
     "check_size",
-    "cmd_export",
-    "cmd_import",
-    "cmd_load",
-    "cmd_save",
     "compress_to",
     "config_changes",
     "config_problems",
@@ -200,12 +185,10 @@ __all__ = [
     "probe_image",
     "progress_bar",
     "read_bundle",
-    "register",
     "remove_leftovers",
     "render_loader",
     "save_bundle",
     "scan_saved_tar",
-    "selected_refs",
     "space_needed",
     "verify_archive",
     "verify_bundle",

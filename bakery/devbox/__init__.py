@@ -23,13 +23,12 @@ nodes"). The nodes are always mapped to their canonical paths (/dev/kfd, /dev/dr
 The package, one module per concept, top first (a module imports only those below it; none
 imports this package's __init__):
 
-    cli       the argparse side of all six commands (`register`)
-    status    `status`, `job`, `logs`, `stop`
+    status    `status`, `job`, `logs`, `stop` (show_status, start_job, show_logs, stop_devbox)
     enter     `enter`, with the fast path that imports no Docker client library
     create    `up`: create, keep or replace a container, start it; checks on a given container
     jobs      background jobs in the workspace, exit explanations, training progress
     account   the container's passwd/group entries for the host user
-    options   the shared constants; `UpOptions` resolved from the command line; the container spec
+    options   the shared constants; `UpOptions` resolved from an `UpRequest`; the container spec
 
 The host facts (GPU access, the invoking user, the CA bundle) live in bakery.host.
 """
@@ -37,9 +36,8 @@ The host facts (GPU access, the invoking user, the CA bundle) live in bakery.hos
 from __future__ import annotations
 
 from bakery.devbox.account import Account, plan_account
-from bakery.devbox.cli import register
-from bakery.devbox.create import cmd_up, confirm, create_devbox
-from bakery.devbox.enter import cmd_enter, enter_fast
+from bakery.devbox.create import confirm, create_devbox, resolve_name, up_devbox
+from bakery.devbox.enter import enter_devbox, enter_fast
 from bakery.devbox.jobs import (
     TRAIN_CHECKPOINT_DONE,
     TRAIN_CHECKPOINTS,
@@ -55,7 +53,6 @@ from bakery.devbox.jobs import (
     training_progress,
 )
 from bakery.devbox.options import (
-    COMMANDS,
     DEFAULT_SHM,
     KEEPALIVE,
     LABEL,
@@ -63,6 +60,7 @@ from bakery.devbox.options import (
     WORKSPACE_IN,
     DataMount,
     UpOptions,
+    UpRequest,
     choose_variant,
     container_spec,
     credential_names,
@@ -76,13 +74,14 @@ from bakery.devbox.options import (
 )
 from bakery.devbox.status import (
     DevboxStatus,
-    cmd_job,
-    cmd_logs,
-    cmd_status,
-    cmd_stop,
+    LogsRequest,
     human_age,
     metrics_path,
+    show_logs,
+    show_status,
+    start_job,
     status_of,
+    stop_devbox,
     training_note,
 )
 from bakery.host import (
@@ -99,7 +98,6 @@ from bakery.host import (
 
 __all__ = [
     "CA_ENV",
-    "COMMANDS",
     "DEFAULT_SHM",
     "KEEPALIVE",
     "LABEL",
@@ -114,21 +112,18 @@ __all__ = [
     "GpuAccess",
     "HostUser",
     "JobStatus",
+    "LogsRequest",
     "UpOptions",
+    "UpRequest",
     "absolute_paths",
     "choose_variant",
-    "cmd_enter",
-    "cmd_job",
-    "cmd_logs",
-    "cmd_status",
-    "cmd_stop",
-    "cmd_up",
     "confirm",
     "container_spec",
     "create_devbox",
     "credential_names",
     "default_name",
     "device_gids",
+    "enter_devbox",
     "enter_fast",
     "explain_exit",
     "gpu_access",
@@ -147,11 +142,16 @@ __all__ = [
     "parse_user",
     "passthrough_env",
     "plan_account",
-    "register",
+    "resolve_name",
+    "show_logs",
+    "show_status",
+    "start_job",
     "status_of",
+    "stop_devbox",
     "stored_env",
     "training_note",
     "training_progress",
+    "up_devbox",
     "up_options",
     "workspace_note",
 ]

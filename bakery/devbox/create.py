@@ -3,7 +3,6 @@ until it runs; the checks every command makes on the container it is given."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from bakery.devbox.options import (
     START_TIMEOUT,
     WORKSPACE_IN,
     UpOptions,
+    UpRequest,
     _prepare_dir,
     container_spec,
     default_name,
@@ -139,11 +139,11 @@ def stale_note(info: engine.ContainerInfo) -> str:
 # Command handlers
 
 
-def resolve_name(args: argparse.Namespace) -> str:
-    if args.name:
-        return str(args.name)
-    workspace = Path(args.workspace).expanduser().resolve()
-    return default_name(invoking_user(), workspace)
+def resolve_name(name: str | None, workspace: str) -> str:
+    """--name, else the default for the invoking user and --workspace."""
+    if name:
+        return name
+    return default_name(invoking_user(), Path(workspace).expanduser().resolve())
 
 
 def confirm(action: str, question: str, assume_yes: bool, stdin: TextIO | None = None) -> bool:
@@ -167,19 +167,20 @@ def print_notes(opts: UpOptions) -> None:
             err_console().print(f"[yellow]note:[/] {note}")
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    opts = up_options(args)
+def up_devbox(request: UpRequest, *, recreate: bool, assume_yes: bool) -> int:
+    """Create the dev container, or start the one there (`recreate`: replace it, after asking)."""
+    opts = up_options(request)
     console = err_console()
     existing = engine.inspect_container(opts.name)
     if existing is not None:
         require_devbox(existing)
-        if not args.recreate:
+        if not recreate:
             return _keep_existing(existing)
         question = (
             f"Replace {opts.name} with a new container from {opts.image}? Files outside the "
             "workspace and mounted folders (installs, HOME) are lost."
         )
-        if not confirm(f"replacing {opts.name}", question, args.yes):
+        if not confirm(f"replacing {opts.name}", question, assume_yes):
             console.print("nothing changed")
             return EXIT_OK
         engine.remove_container(opts.name)

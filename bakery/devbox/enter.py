@@ -3,10 +3,10 @@ that execs `docker exec` without building the command line or importing a Docker
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from bakery import engine
@@ -23,6 +23,7 @@ from bakery.devbox.options import (
     LABEL_PREFIX,
     SHELL,
     WORKSPACE_IN,
+    UpRequest,
     credential_names,
     default_name,
     up_options,
@@ -34,31 +35,31 @@ from bakery.host import (
 from bakery.ui import err_console
 
 
-def cmd_enter(args: argparse.Namespace) -> int:
-    name = resolve_name(args)
+def enter_devbox(request: UpRequest, command: Sequence[str], *, create: bool) -> int:
+    """A shell (or `command`) in the dev container, started if stopped; `create`: made if missing."""
+    name = resolve_name(request.name, request.workspace)
     info = engine.inspect_container(name)
     if info is None:
-        if not args.create:
+        if not create:
             raise BakeryError(
                 f"there is no dev container named {name}",
                 why="nothing was created or changed",
                 fix=f"create it with `python build.py up --name {name}` or `python build.py enter --create --name {name}`",
             )
-        args.name = name
-        return _create_and_enter(args)
+        return _create_and_enter(replace(request, name=name), command)
     require_devbox(info)
     note = stale_note(info)
     if note:
         err_console().print(f"[yellow]note:[/] {note}")
-    return _exec(ensure_running(info), list(args.command))
+    return _exec(ensure_running(info), list(command))
 
 
-def _create_and_enter(args: argparse.Namespace) -> int:
-    opts = up_options(args)
+def _create_and_enter(request: UpRequest, command: Sequence[str]) -> int:
+    opts = up_options(request)
     print_notes(opts)
     info = create_devbox(opts)
     err_console().print(f"created {info.name} from {opts.image}")
-    return _exec(info, list(args.command))
+    return _exec(info, list(command))
 
 
 def _exec(info: engine.ContainerInfo, command: list[str]) -> int:

@@ -3,11 +3,10 @@ frozen `UpOptions` resolved from the command line, and the container spec made f
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -24,10 +23,8 @@ from bakery.host import (
     invoking_user,
     parse_user,
 )
-from bakery.matrix import Variant
+from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console
-
-COMMANDS: tuple[str, ...] = ("up", "enter", "status", "job", "logs", "stop")
 
 LABEL = "io.bakery.devbox"  # every bakery dev container carries it ("1")
 LABEL_PREFIX = f"{LABEL}."
@@ -37,7 +34,7 @@ PIP_CACHE_IN = "/cache/pip"
 HF_HOME_IN = "/cache/huggingface"
 CA_IN = "/etc/bakery/ca-bundle.pem"
 JOBS_DIR = ".bakery/jobs"  # + /<container>: in the workspace, so logs are the user's files
-DEFAULT_SHM = "8g"
+DEFAULT_SHM = engine.DEFAULT_SHM
 START_TIMEOUT = 30.0
 # The main process: waits for SIGTERM and exits 0, so `docker stop` returns at once.
 KEEPALIVE = ("/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; sleep infinity & wait')
@@ -262,19 +259,42 @@ def workspace_note(workspace: Path, user: HostUser) -> str:
     )
 
 
-def up_options(args: argparse.Namespace) -> UpOptions:
-    """Resolve the command line into UpOptions; raises before anything is created."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - cli imports this module
+@dataclass(frozen=True)
+class UpRequest:
+    """What `up` (or `enter --create`) was asked for, before anything is resolved."""
 
-    workspace = Path(args.workspace).expanduser().resolve()
+    matrix: Path
+    selection: Selection
+    name: str | None = None  # None: <user>-<workspace folder>
+    workspace: str = "."
+    user: str | None = None  # UID:GID; None: the invoking user
+    repository: str | None = None  # None: the matrix's
+    dev_root: Path = Path("/dev")  # where device nodes are looked up (a test seam)
+    slim: bool = False
+    host_env: str | None = None  # slim: the host env holding torch
+    gpus: str | None = None
+    env: tuple[str, ...] = ()  # KEY=VALUE
+    data: tuple[str, ...] = ()  # DIR[:ro|:rw]
+    shm_size: str = DEFAULT_SHM
+    ipc_host: bool = False
+    memory: str | None = None
+    pip_cache: str | None = None  # DIR | none; None: the user's ~/.cache/pip
+    hf_home: str | None = None  # DIR | none; None: $HF_HOME or ~/.cache/huggingface
+    ca_cert: str | None = None  # None: the host's bundle
+
+
+def up_options(request: UpRequest) -> UpOptions:
+    """Resolve the request into UpOptions; raises before anything is created."""
+    workspace = Path(request.workspace).expanduser().resolve()
     if not workspace.is_dir():
         raise UsageError(f"--workspace {workspace} is not a directory")
-    user = parse_user(args.user) if args.user else invoking_user()
-    if not args.target and not args.variant:
-        args.target = [_host_target(args.dev_root)]
-    args.flavour = _flavour_for_host_env(args)
-    matrix, variants = load_selected(args)
-    repository = args.repository or matrix.project.repository
+    user = parse_user(request.user) if request.user else invoking_user()
+    selection = request.selection
+    if not selection.targets and not selection.variants:
+        selection = replace(selection, targets=(_host_target(request.dev_root),))
+    selection = replace(selection, flavours=_flavour_for_host_env(request, selection))
+    matrix, variants = load_selection(request.matrix, selection)
+    repository = request.repository or matrix.project.repository
     variant, image, note = choose_variant(variants, repository, _image_exists)
     if note:
         err_console().print(note)
@@ -285,50 +305,50 @@ def up_options(args: argparse.Namespace) -> UpOptions:
             "`enter` and `job` pass them from your environment each time"
         )
     gpu, gpu_env = gpuselect.select_gpus(
-        gpu_access(variant.accelerator, args.dev_root), args.gpus, args.dev_root
+        gpu_access(variant.accelerator, request.dev_root), request.gpus, request.dev_root
     )
-    host_mounts, slim_env = _host_env_mount(args, variant, image, user, gpu)
-    extra_env = {**gpu_env, **slim_env, **gpuselect.parse_env_flags(args.env)}
+    host_mounts, slim_env = _host_env_mount(request, variant, image, user, gpu)
+    extra_env = {**gpu_env, **slim_env, **gpuselect.parse_env_flags(request.env)}
     cache_home = user.home / ".cache" if user.home else None
     hf_default = os.environ.get("HF_HOME") or (
         str(cache_home / "huggingface") if cache_home else None
     )
     return UpOptions(
-        name=args.name or default_name(user, workspace),
+        name=request.name or default_name(user, workspace),
         variant=variant,
         image=image,
         workspace=workspace,
         user=user,
         gpu=gpu,
-        data=(*host_mounts, *parse_data(args.data)),
-        shm_size=args.shm_size,
-        ipc_host=args.ipc_host,
-        memory=args.memory,
-        pip_cache=_cache_dir(args.pip_cache, cache_home / "pip" if cache_home else None),
-        hf_home=_cache_dir(args.hf_home, Path(hf_default) if hf_default else None),
-        ca_cert=_ca_cert(args.ca_cert),
+        data=(*host_mounts, *parse_data(request.data)),
+        shm_size=request.shm_size,
+        ipc_host=request.ipc_host,
+        memory=request.memory,
+        pip_cache=_cache_dir(request.pip_cache, cache_home / "pip" if cache_home else None),
+        hf_home=_cache_dir(request.hf_home, Path(hf_default) if hf_default else None),
+        ca_cert=_ca_cert(request.ca_cert),
         env=MappingProxyType({**stored_env(os.environ), **extra_env}),
     )
 
 
-def _flavour_for_host_env(args: argparse.Namespace) -> list[str]:
+def _flavour_for_host_env(request: UpRequest, selection: Selection) -> tuple[str, ...]:
     """`--slim` selects slim variants; a slim dev container needs --host-env (and vice versa)."""
-    if args.slim and args.host_env is None:
+    if request.slim and request.host_env is None:
         raise UsageError("a slim image needs --host-env DIR", fix="name the host env holding torch")
-    if args.host_env is not None and not args.slim:
+    if request.host_env is not None and not request.slim:
         raise UsageError("--host-env is for slim images", fix="add --slim")
-    return ["slim"] if args.slim else list(args.flavour)
+    return ("slim",) if request.slim else selection.flavours
 
 
 def _host_env_mount(
-    args: argparse.Namespace, v: Variant, image: str, user: HostUser, gpu: GpuAccess
+    request: UpRequest, v: Variant, image: str, user: HostUser, gpu: GpuAccess
 ) -> tuple[tuple[DataMount, ...], dict[str, str]]:
     """Slim: the host env read-only at /opt/host-env on PYTHONPATH, after run's guards."""
-    if args.host_env is None:
+    if request.host_env is None:
         return (), {}
-    from bakery import slim  # noqa: PLC0415 - slim imports this module
+    from bakery import slim  # noqa: PLC0415 - heavy, and only slim dev containers need it
 
-    host_env = slim.inspect_host_env(Path(args.host_env))
+    host_env = slim.inspect_host_env(Path(request.host_env))
     slim.guard_host_env(host_env, v, image, user, gpu)
     mount = DataMount(host_env.root, slim.HOST_ENV_MOUNT, "ro")
     return (mount,), {"PYTHONPATH": host_env.container_site_packages}

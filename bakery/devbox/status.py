@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -17,7 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from bakery import engine
-from bakery.devbox.create import ensure_running, require_container, require_devbox, resolve_name
+from bakery.devbox.create import ensure_running, require_container, require_devbox
 from bakery.devbox.enter import _workdir_for
 from bakery.devbox.jobs import (
     TRAIN_METRICS,
@@ -155,12 +154,13 @@ def _print_tails(out: Any, s: DevboxStatus) -> None:
         out.print(s.training.resume_command, markup=False, highlight=False, soft_wrap=True)
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def show_status(name: str | None, lines: int, *, as_json: bool) -> int:
+    """Every dev container (or the one named): state, image, why it exited, its last job."""
     infos = engine.list_containers(LABEL)
-    if args.name:
-        infos = [i for i in infos if i.name == args.name]
-    statuses = [status_of(i, args.lines) for i in infos]
-    if args.json:
+    if name:
+        infos = [i for i in infos if i.name == name]
+    statuses = [status_of(i, lines) for i in infos]
+    if as_json:
         print(json.dumps([status_record(s) for s in statuses], indent=2))
         return EXIT_OK
     if not statuses:
@@ -170,11 +170,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_job(args: argparse.Namespace) -> int:
-    command = list(args.command)
+def start_job(name: str, command: Sequence[str]) -> int:
+    """Run `command` in the background in the dev container `name`; print the job id."""
+    command = list(command)
     if not command:
         raise UsageError("job needs a command", fix="python build.py job -- python train.py ...")
-    info = ensure_running(require_devbox(require_container(resolve_name(args))))
+    info = ensure_running(require_devbox(require_container(name)))
     job_id = new_job_id()
     engine.exec_detached(
         info.name,
@@ -191,24 +192,36 @@ def cmd_job(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_logs(args: argparse.Namespace) -> int:
-    info = require_devbox(require_container(resolve_name(args)))
+@dataclass(frozen=True)
+class LogsRequest:
+    """`logs`: which job of which container, how much, followed or not, output or metrics."""
+
+    name: str
+    job: str | None = None  # None: the latest
+    tail: int = 50
+    follow: bool = False
+    metrics: bool = False
+
+
+def show_logs(request: LogsRequest) -> int:
+    """The last lines of a job's log (or its training metrics); follow it until it ends."""
+    info = require_devbox(require_container(request.name))
     jobs = list_jobs(info)
     if not jobs:
         err_console().print(
             f"no jobs in {info.name} yet — `python build.py job --name {info.name} -- CMD` starts one"
         )
         return EXIT_OK
-    chosen = next((j for j in jobs if j.id == args.job), None) if args.job else jobs[-1]
+    chosen = next((j for j in jobs if j.id == request.job), None) if request.job else jobs[-1]
     if chosen is None:
         raise UsageError(
-            f"no job {args.job} in {info.name}", fix=f"jobs: {', '.join(j.id for j in jobs)}"
+            f"no job {request.job} in {info.name}", fix=f"jobs: {', '.join(j.id for j in jobs)}"
         )
     err_console().print(f"job {chosen.id} ({chosen.explanation}): {chosen.command}")
-    path = metrics_path(chosen, info) if args.metrics else chosen.log
-    if args.follow:
+    path = metrics_path(chosen, info) if request.metrics else chosen.log
+    if request.follow:
         return _follow(chosen, info.name, path)
-    text = tail_text(path, args.tail)
+    text = tail_text(path, request.tail)
     if text:
         print(text)
     return EXIT_OK
@@ -240,8 +253,9 @@ def _follow(job: JobStatus, name: str, path: Path | None = None) -> int:
         time.sleep(0.5)  # a log follower polls; nothing to wait on in a bind-mounted file
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
-    info = require_devbox(require_container(resolve_name(args)))
+def stop_devbox(name: str) -> int:
+    """Stop the dev container `name` (and its jobs); every file is kept."""
+    info = require_devbox(require_container(name))
     console = err_console()
     if not info.running:
         console.print(f"{info.name} is not running ({info.status})")

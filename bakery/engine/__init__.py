@@ -48,6 +48,7 @@ from bakery.engine.client import (
     tail_lines,
 )
 from bakery.engine.containers import (
+    DEFAULT_SHM,
     DEVBOX_STOP_SECONDS,
     ContainerInfo,
     ContainerSpec,
@@ -116,6 +117,7 @@ from bakery.engine.streams import (
 
 __all__ = [
     "CLI_TIMEOUT_SECONDS",
+    "DEFAULT_SHM",
     "DEVBOX_STOP_SECONDS",
     "DOCKER_RUN_FAILED",
     "INSTALL_FIX",

@@ -34,6 +34,7 @@ from bakery.errors import DockerError
 LOGGER = logging.getLogger(__name__)
 
 DEVBOX_STOP_SECONDS = 10
+DEFAULT_SHM = "8g"  # /dev/shm for PyTorch DataLoader workers: `up` and `run` alike
 
 
 @dataclass(frozen=True)

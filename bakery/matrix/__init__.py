@@ -5,6 +5,7 @@ names the file, the key path, the bad value, the valid choices and the closest m
 
 The package, one module per concept (arrows point down; none imports this package's __init__):
 
+    selection      the variants the selection flags pick; load_selection = load + select
     load           reading the file: a regular file, UTF-8 without a BOM, TOML, not too deep
     parse          the sections checked in file order, then the variants expanded
     check_rules    [[exclude]] and [[include]]
@@ -14,7 +15,6 @@ The package, one module per concept (arrows point down; none imports this packag
     check_project  [project]: repository, user, uid, gid
     check_env      env and apt_packages (a target's, or the file's for every target)
     checker        the problem collector and the generic key/type checks, closest-name hints
-    selection      the variants the selection flags pick
     model          Project, Variant, Matrix, Selection, Target
 """
 
@@ -24,7 +24,7 @@ from bakery.matrix.checker import closest, describe_choices
 from bakery.matrix.load import load_matrix
 from bakery.matrix.model import FLAVOURS, Matrix, Project, Selection, Variant
 from bakery.matrix.parse import parse_matrix
-from bakery.matrix.selection import select_variants
+from bakery.matrix.selection import load_selection, select_variants
 
 __all__ = [
     "FLAVOURS",
@@ -35,6 +35,7 @@ __all__ = [
     "closest",
     "describe_choices",
     "load_matrix",
+    "load_selection",
     "parse_matrix",
     "select_variants",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,29 @@ class Selection:
     python: tuple[str, ...] = ()
     flavours: tuple[str, ...] = ()
     variants: tuple[str, ...] = ()  # globs on the variant id
+
+    @classmethod
+    def from_flags(
+        cls,
+        targets: Sequence[str] = (),
+        torch: Sequence[str] = (),
+        python: Sequence[str] = (),
+        flavours: Sequence[str] = (),
+        variants: Sequence[str] = (),
+    ) -> Selection:
+        """The selection flags as given: each value may hold comma-separated items."""
+        return cls(
+            _items(targets), _items(torch), _items(python), _items(flavours), _items(variants)
+        )
+
+    @property
+    def empty(self) -> bool:
+        """No flag given: every variant (or, for some commands, the host's default)."""
+        return not any((self.targets, self.torch, self.python, self.flavours, self.variants))
+
+
+def _items(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
 
 
 @dataclass(frozen=True)

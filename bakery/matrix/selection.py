@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import fnmatch
+from pathlib import Path
 
 from bakery.compat import python_key
 from bakery.errors import SelectionError
+from bakery.matrix.load import load_matrix
 from bakery.matrix.model import Matrix, Selection, Variant
+
+
+def load_selection(matrix_path: Path, selection: Selection) -> tuple[Matrix, list[Variant]]:
+    """Load the matrix file and pick the selection's variants (at least one, or SelectionError)."""
+    matrix = load_matrix(matrix_path)
+    return matrix, select_variants(matrix, selection)
 
 
 def select_variants(matrix: Matrix, selection: Selection) -> list[Variant]:

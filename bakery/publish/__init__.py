@@ -1,4 +1,4 @@
-"""Publishing tested images: `python build.py push | release | promote` (see bakery.publish.cli).
+"""Publishing tested images: `python build.py push | release | promote` (see bakery.cli.publish).
 
 push      pushes the selected variants' tested images under their full and moving tags, reads
           every tag back from the registry and writes a report (tag -> digest, size).
@@ -7,26 +7,19 @@ promote   copies tested images from one registry to another by digest (skopeo), 
 
 The package, one module per concept (arrows point down; none imports this package's __init__):
 
-    cli          argparse: the three subcommands, each a client of the modules below
     promote      copy each variant's tested digest to another registry, verify every tag
     push         tag, push, read back and verify every tag of the planned images
-    plan         options from the command line, each variant's image, tested or not, its tags
+    plan         options from the request, each variant's image, tested or not, its tags
     report       the JSON report (atomic, also after a failure) and the results table
     registry     registry calls with retries, login/logout, the error naming a failed tag
     tags         moving tags from matrix.toml, and every tag a variant gets
     credentials  BAKERY_REGISTRY_USER/PASSWORD, and errors scrubbed of the password
-    model        the types: Destination, Credentials, RetryPolicy, PushStep, TagRecord, options
+    model        the types: PublishRequest, Destination, Credentials, RetryPolicy, PushStep,
+                 TagRecord, options
 """
 
 from __future__ import annotations
 
-from bakery.publish.cli import (
-    COMMANDS,
-    cmd_promote,
-    cmd_push,
-    cmd_release,
-    register,
-)
 from bakery.publish.credentials import (
     scrubbed,
     take_credentials,
@@ -40,6 +33,7 @@ from bakery.publish.model import (
     Credentials,
     Destination,
     PublishOptions,
+    PublishRequest,
     PushStep,
     RetryPolicy,
     TagHook,
@@ -91,7 +85,6 @@ from bakery.publish.tags import (
 )
 
 __all__ = [
-    "COMMANDS",
     "ENV_PASSWORD",
     "ENV_USER",
     "MAX_RETRY_DELAY",
@@ -100,15 +93,13 @@ __all__ = [
     "Credentials",
     "Destination",
     "PublishOptions",
+    "PublishRequest",
     "PushStep",
     "RetryPolicy",
     "TagHook",
     "TagRecord",
     "check_registry",
     "check_tested",
-    "cmd_promote",
-    "cmd_push",
-    "cmd_release",
     "copy_tag",
     "default_pythons",
     "failure",
@@ -127,7 +118,6 @@ __all__ = [
     "push_steps",
     "push_tag",
     "read_push_reports",
-    "register",
     "registry_message",
     "reporting",
     "run_promote",

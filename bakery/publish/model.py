@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bakery.matrix import Variant
+from bakery.matrix import Selection, Variant
 
 ENV_USER = "BAKERY_REGISTRY_USER"
 
@@ -89,6 +89,24 @@ class TagRecord:
     size: int = 0  # bytes of the compressed config and layers
     attempts: int = 0  # pushes (or copies) tried; reading the tag back is not counted
     error: str = ""
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    """What a push or promote was asked for, before anything is resolved (bakery.cli.publish)."""
+
+    command: str  # push | promote (release pushes)
+    matrix: Path
+    selection: Selection
+    registry: str | None = None  # push: where to (default: the matrix repository's registry)
+    repository: str | None = None  # the local images' repository (default: the matrix's)
+    report: Path | None = None  # default: REPORT_DIR/<command>-report.json
+    retries: int = 4
+    retry_delay: float = 2.0
+    untested: bool = False
+    dry_run: bool = False
+    source: str = ""  # promote: the registry to copy from (--from)
+    push_reports: tuple[Path, ...] = ()  # promote: reports naming the tested digests
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
-"""The push plan: options from the command line, each variant's image, tested or not, and its tags."""
+"""The push plan: options from the request, each variant's image, tested or not, and its tags."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from bakery.publish.model import (
     Credentials,
     Destination,
     PublishOptions,
+    PublishRequest,
     PushStep,
     RetryPolicy,
     TagHook,
@@ -29,29 +29,29 @@ from bakery.release import read_revision
 from bakery.testrun import STATE_FILE, is_tested_record
 
 
-def publish_options(args: argparse.Namespace, credentials: Credentials | None) -> PublishOptions:
-    root = args.matrix.resolve().parent
-    local = args.repository or _matrix_repository(args)
-    registry = args.registry or local.rpartition("/")[0]
-    check_registry(registry, "--to" if args.command == "promote" else "--registry")
-    if args.retries < 0 or args.retry_delay < 0:
+def publish_options(request: PublishRequest, credentials: Credentials | None) -> PublishOptions:
+    root = request.matrix.resolve().parent
+    local = request.repository or _matrix_repository(request)
+    registry = request.registry or local.rpartition("/")[0]
+    check_registry(registry, "--to" if request.command == "promote" else "--registry")
+    if request.retries < 0 or request.retry_delay < 0:
         raise UsageError("--retries and --retry-delay cannot be negative")
-    report = args.report or REPORT_DIR / f"{args.command}-report.json"
+    report = request.report or REPORT_DIR / f"{request.command}-report.json"
     return PublishOptions(
         root=root,
         destination=Destination(registry, local.rpartition("/")[2]),
         report=report if report.is_absolute() else root / report,
-        retry=RetryPolicy(attempts=args.retries + 1, first_delay=args.retry_delay),
-        untested=bool(getattr(args, "untested", False)),
-        dry_run=bool(args.dry_run),
+        retry=RetryPolicy(attempts=request.retries + 1, first_delay=request.retry_delay),
+        untested=request.untested,
+        dry_run=bool(request.dry_run),
         credentials=credentials,
     )
 
 
-def _matrix_repository(args: argparse.Namespace) -> str:
+def _matrix_repository(request: PublishRequest) -> str:
     from bakery.matrix import load_matrix  # noqa: PLC0415
 
-    return load_matrix(args.matrix).project.repository
+    return load_matrix(request.matrix).project.repository
 
 
 def check_registry(registry: str, flag: str) -> None:
@@ -85,13 +85,13 @@ def was_tested(tested: Mapping[str, Any], image_id: str, variant: Variant) -> bo
 
 
 def plan_push(
-    matrix: Matrix, variants: Sequence[Variant], args: argparse.Namespace
+    matrix: Matrix, variants: Sequence[Variant], request: PublishRequest
 ) -> list[PushStep]:
     """Each selected variant's local image, whether it passed the tests, and its tags."""
-    moving = moving_tags(matrix.variants, default_pythons(args.matrix))
-    tested = load_tested(args.matrix.resolve().parent)
-    revision = read_revision(args.matrix.resolve().parent)
-    repository = args.repository or matrix.project.repository
+    moving = moving_tags(matrix.variants, default_pythons(request.matrix))
+    tested = load_tested(request.matrix.resolve().parent)
+    revision = read_revision(request.matrix.resolve().parent)
+    repository = request.repository or matrix.project.repository
     steps, missing = [], []
     for v in variants:
         source = f"{repository}:{v.tag}"
@@ -115,7 +115,7 @@ def plan_push(
 def push_steps(
     matrix: Matrix,
     variants: Sequence[Variant],
-    args: argparse.Namespace,
+    request: PublishRequest,
     options: PublishOptions,
     console: Console,
 ) -> list[PushStep]:
@@ -125,13 +125,13 @@ def push_steps(
             "note: no Docker daemon answers, so this plan does not check that the images are "
             "built and tested"
         )
-        moving = moving_tags(matrix.variants, default_pythons(args.matrix))
-        repository = args.repository or matrix.project.repository
+        moving = moving_tags(matrix.variants, default_pythons(request.matrix))
+        repository = request.repository or matrix.project.repository
         return [
             PushStep(v, f"{repository}:{v.tag}", "", False, tags_for(v, moving)) for v in variants
         ]
     engine.check_engine()
-    return plan_push(matrix, variants, args)
+    return plan_push(matrix, variants, request)
 
 
 def check_tested(steps: Sequence[PushStep], options: PublishOptions, console: Console) -> None:

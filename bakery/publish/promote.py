@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 from collections.abc import Sequence
@@ -12,11 +11,12 @@ from rich.console import Console
 
 from bakery import engine
 from bakery.errors import EXIT_OK, DockerError, GuardError, UsageError
-from bakery.matrix import Matrix, Variant
+from bakery.matrix import Matrix, Variant, load_selection
 from bakery.publish.model import (
     Credentials,
     Destination,
     PublishOptions,
+    PublishRequest,
     PushStep,
     TagHook,
     TagRecord,
@@ -40,25 +40,23 @@ from bakery.ui import err_console
 
 
 def run_promote(
-    args: argparse.Namespace,
+    request: PublishRequest,
     credentials: Credentials | None = None,
     on_tag_verified: TagHook | None = None,
 ) -> int:
     """Copy each selected variant's tested digest from --from to --to under all its tags."""
-    from bakery.cli import load_selected  # noqa: PLC0415
-
     console = err_console()
-    options = publish_options(args, credentials)
-    check_registry(args.source, "--from")
-    source = Destination(args.source, options.destination.name)
-    matrix, variants = load_selected(args)
+    options = publish_options(request, credentials)
+    check_registry(request.source, "--from")
+    source = Destination(request.source, options.destination.name)
+    matrix, variants = load_selection(request.matrix, request.selection)
     engine.check_engine()
     with logged_in([source.host, options.destination.host], options, console):
-        return _promote(args, matrix, variants, source, options, console, on_tag_verified)
+        return _promote(request, matrix, variants, source, options, console, on_tag_verified)
 
 
 def _promote(
-    args: argparse.Namespace,
+    request: PublishRequest,
     matrix: Matrix,
     variants: Sequence[Variant],
     source: Destination,
@@ -66,7 +64,7 @@ def _promote(
     console: Console,
     on_tag_verified: TagHook | None,
 ) -> int:
-    steps = plan_promote(matrix, variants, args, source, options, console)
+    steps = plan_promote(matrix, variants, request, source, options, console)
     print_plan(steps, options, console, "promote")
     if options.dry_run:
         return EXIT_OK
@@ -80,15 +78,15 @@ def _promote(
 def plan_promote(
     matrix: Matrix,
     variants: Sequence[Variant],
-    args: argparse.Namespace,
+    request: PublishRequest,
     source: Destination,
     options: PublishOptions,
     console: Console,
 ) -> list[PushStep]:
     """The digest to copy for each variant: from the push reports, else read from --from."""
-    moving = moving_tags(matrix.variants, default_pythons(args.matrix))
+    moving = moving_tags(matrix.variants, default_pythons(request.matrix))
     revision = read_revision(options.root)
-    reported = read_push_reports(args.push_report, source) if args.push_report else None
+    reported = read_push_reports(request.push_reports, source) if request.push_reports else None
     tested = load_tested(options.root)
     steps, missing = [], []
     for v in variants:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,7 +9,15 @@ from rich.console import Console
 
 from bakery import engine
 from bakery.errors import EXIT_OK, DockerError, GuardError
-from bakery.publish.model import Credentials, PublishOptions, PushStep, TagHook, TagRecord
+from bakery.matrix import load_selection
+from bakery.publish.model import (
+    Credentials,
+    PublishOptions,
+    PublishRequest,
+    PushStep,
+    TagHook,
+    TagRecord,
+)
 from bakery.publish.plan import (
     check_tested,
     for_each_tag,
@@ -25,17 +32,15 @@ from bakery.ui import err_console
 
 
 def run_push(
-    args: argparse.Namespace,
+    request: PublishRequest,
     credentials: Credentials | None = None,
     on_tag_verified: TagHook | None = None,
 ) -> int:
     """Plan, print, check, push and verify every tag, then report (also when a push fails)."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - avoids an import cycle
-
     console = err_console()
-    options = publish_options(args, credentials)
-    matrix, variants = load_selected(args)
-    steps = push_steps(matrix, variants, args, options, console)
+    options = publish_options(request, credentials)
+    matrix, variants = load_selection(request.matrix, request.selection)
+    steps = push_steps(matrix, variants, request, options, console)
     print_plan(steps, options, console, "push")
     if options.dry_run:
         return EXIT_OK

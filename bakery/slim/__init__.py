@@ -13,7 +13,6 @@ user cannot read.
 
 The package, one module per concept (arrows point down; none imports this package's __init__):
 
-    cli       argparse: `run` and `compose`, each a client of the modules below
     compose   compose.yaml: rendered, read back by Compose, never replacing a file unasked
     plan      the plan (image, mounts, devices, user), its image checks, the container spec
     glibc     the glibc the environment's compiled code needs against the image's
@@ -30,15 +29,6 @@ from bakery.slim.access import (
     paths_to_read,
     unreadable_for,
     user_text,
-)
-from bakery.slim.cli import (
-    COMMANDS,
-    COMPOSE_DESCRIPTION,
-    RUN_DESCRIPTION,
-    add_arguments,
-    cmd_compose,
-    cmd_run,
-    register,
 )
 from bakery.slim.compose import (
     COMPOSE_COMMAND,
@@ -90,6 +80,7 @@ from bakery.slim.hostenv import (
 from bakery.slim.plan import (
     WORKSPACE_MOUNT,
     SlimPlan,
+    SlimRequest,
     check_image,
     choose_variant,
     container_spec,
@@ -98,26 +89,21 @@ from bakery.slim.plan import (
 )
 
 __all__ = [
-    "COMMANDS",
     "COMPOSE_COMMAND",
-    "COMPOSE_DESCRIPTION",
     "COMPOSE_SERVICE",
     "GLIBC_LABEL",
     "GLIBC_PROBE_TIMEOUT",
     "HOST_ENV_MOUNT",
     "LEGACY_MANYLINUX",
-    "RUN_DESCRIPTION",
     "WORKSPACE_MOUNT",
     "Dist",
     "GlibcNeed",
     "HostEnv",
     "SlimPlan",
+    "SlimRequest",
     "TorchInfo",
-    "add_arguments",
     "check_image",
     "choose_variant",
-    "cmd_compose",
-    "cmd_run",
     "compose_document",
     "container_spec",
     "container_user",
@@ -145,7 +131,6 @@ __all__ = [
     "recorded_shared_objects",
     "refuse",
     "refuse_existing",
-    "register",
     "render_compose",
     "stack_problems",
     "torch_problems",

@@ -4,7 +4,6 @@ that need the image, and the container it describes.
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -15,11 +14,10 @@ from packaging.version import Version
 
 from bakery import engine
 from bakery.compat import python_key
-from bakery.devbox import DEFAULT_SHM
 from bakery.errors import UsageError
 from bakery.gpuselect import parse_env_flags, select_gpus
 from bakery.host import GpuAccess, HostUser, detect_host_target
-from bakery.matrix import Variant, load_matrix, select_variants
+from bakery.matrix import Selection, Variant, load_matrix, select_variants
 from bakery.slim.access import (
     container_user,
     device_access,
@@ -38,6 +36,25 @@ WORKSPACE_MOUNT = "/workspace"
 
 
 @dataclass(frozen=True)
+class SlimRequest:
+    """What `run`/`compose` were asked for, before the selection and the host env are resolved."""
+
+    matrix: Path
+    selection: Selection
+    slim: bool = False  # --slim (same as --flavour slim)
+    host_env: Path | None = None
+    repository: str | None = None  # None: the matrix's
+    workspace: Path = Path()
+    user: str | None = None  # UID:GID; None: the host user's
+    gpus: str | None = None
+    env: tuple[str, ...] = ()  # KEY=VALUE
+    command: tuple[str, ...] = ()
+    name: str | None = None  # run: the container's; None: bakery-run-<random>
+    shm_size: str = engine.DEFAULT_SHM
+    ipc_host: bool = False
+
+
+@dataclass(frozen=True)
 class SlimPlan:
     variant: Variant
     image: str
@@ -48,7 +65,7 @@ class SlimPlan:
     gpu: GpuAccess
     name: str  # the container's (run)
     extra_env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    shm_size: str = DEFAULT_SHM  # the same DataLoader shared memory as `up`
+    shm_size: str = engine.DEFAULT_SHM  # the same DataLoader shared memory as `up`
     ipc_host: bool = False
 
     def environment(self) -> dict[str, str]:
@@ -65,51 +82,45 @@ class SlimPlan:
         return tuple(mounts)
 
 
-def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -> SlimPlan:
+def plan_slim(request: SlimRequest, default_command: tuple[str, ...] = ()) -> SlimPlan:
     """Resolve the selection and the host environment and run every check that needs no docker."""
-    slim = args.slim or "slim" in _split(args.flavour)
-    if slim and args.host_env is None:
+    slim = request.slim or "slim" in request.selection.flavours
+    if slim and request.host_env is None:
         raise UsageError(
             "a slim image needs --host-env PATH", fix="name the host environment that holds torch"
         )
-    if args.host_env is not None and not slim:
+    if request.host_env is not None and not slim:
         raise UsageError("--host-env is for slim images", fix="add --slim")
-    host_env = inspect_host_env(args.host_env) if slim else None
-    v = choose_variant(_variants(args, "slim" if slim else "full"), host_env)
-    image = f"{args.repository or v.project.repository}:{v.tag}"
+    host_env = inspect_host_env(request.host_env) if request.host_env is not None else None
+    v = choose_variant(_variants(request, "slim" if slim else "full"), host_env)
+    image = f"{request.repository or v.project.repository}:{v.tag}"
     problems = env_problems(host_env, v) if host_env is not None else []
     if host_env is not None and problems:  # before device access: the env's faults come first
         raise refuse(host_env, image, problems)
-    gpu, gpu_env = select_gpus(device_access(v), args.gpus)
-    extra_env = MappingProxyType({**gpu_env, **parse_env_flags(args.env)})
-    user = container_user(args.user)
+    gpu, gpu_env = select_gpus(device_access(v), request.gpus)
+    extra_env = MappingProxyType({**gpu_env, **parse_env_flags(request.env)})
+    user = container_user(request.user)
     if host_env is not None:
         guard_host_env(host_env, v, image, user, gpu)
-    workspace = args.workspace.expanduser().resolve()
+    workspace = request.workspace.expanduser().resolve()
     if not workspace.is_dir():
-        raise UsageError(f"--workspace {args.workspace} is not a folder")
-    command = tuple(args.command) or default_command
-    name = getattr(args, "name", None) or f"bakery-run-{uuid.uuid4().hex[:12]}"
+        raise UsageError(f"--workspace {request.workspace} is not a folder")
+    command = request.command or default_command
+    name = request.name or f"bakery-run-{uuid.uuid4().hex[:12]}"
     return SlimPlan(
         v, image, host_env, workspace, user, command, gpu, name, extra_env,
-        args.shm_size, args.ipc_host,
+        request.shm_size, request.ipc_host,
     )  # fmt: skip
 
 
-def _split(values: Sequence[str]) -> list[str]:
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _variants(args: argparse.Namespace, flavour: str) -> list[Variant]:
+def _variants(request: SlimRequest, flavour: str) -> list[Variant]:
     """The selection flags' variants of one flavour; no --target means the host's accelerator."""
-    from bakery.cli import selection_from_args  # noqa: PLC0415 - avoids an import cycle
-
-    selection = replace(selection_from_args(args), flavours=(flavour,))
+    selection = replace(request.selection, flavours=(flavour,))
     if not selection.targets and not selection.variants:
         target, reason = detect_host_target()
         err_console().print(f"no --target given: using [bold]{target}[/] ({reason})")
         selection = replace(selection, targets=(target,))
-    return select_variants(load_matrix(args.matrix), selection)
+    return select_variants(load_matrix(request.matrix), selection)
 
 
 def choose_variant(variants: Sequence[Variant], env: HostEnv | None) -> Variant:

@@ -7,7 +7,6 @@ module being imported on sys.path, so tests/bundle is added here explicitly.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import ctypes
@@ -176,8 +175,7 @@ def mark_tested(matrix: Path, variant_ids: Sequence[str]) -> None:
         for v in variants
         for suite in testrun.SUITES.values()
     ]
-    args = argparse.Namespace(repository=None)
-    testrun.record_tested(variants, results, args, matrix.resolve().parent)
+    testrun.record_tested(variants, results, None, matrix.resolve().parent)
 
 
 def files_containing(root: Path, needle: str, skip: Sequence[Path] = ()) -> list[Path]:

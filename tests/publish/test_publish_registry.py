@@ -28,6 +28,7 @@ from registry_support import (
 )
 
 from bakery import cli, engine, publish
+from bakery.cli import publish as publish_cli
 from bakery.errors import EXIT_DOCKER, EXIT_OK, EXIT_USAGE, DockerError
 
 CPU_TAGS = [CPU_FULL, "2.13.0-cpu", "cpu", CPU_SLIM, "2.13.0-cpu-slim", "cpu-slim"]
@@ -184,7 +185,7 @@ def test_registry_stopped_mid_run_retries_then_names_the_tag_and_reports_what_ma
         registry.stop()
 
     with pytest.raises(DockerError) as caught:
-        publish.cmd_push(args, on_tag_verified=stop_registry_after_first_tag)
+        publish_cli.cmd_push(args, on_tag_verified=stop_registry_after_first_tag)
 
     message = caught.value.render()
     failed_ref = f"{registry.host}/lab/bakery:2.13.0-cpu"

@@ -25,6 +25,7 @@ from bakery import atomicfile, bundle, engine
 from bakery.bundle import loader
 from bakery.bundle import save as bundle_save
 from bakery.cli import build_parser, main
+from bakery.cli import bundle as bundle_cli
 from bakery.errors import BakeryError, BundleError, UsageError
 from bakery.ui import err_console
 
@@ -748,19 +749,19 @@ def test_load_sh_refuses_an_incomplete_bundle_without_docker(tmp_path: Path) -> 
 
 
 def test_commands_are_registered() -> None:
-    assert bundle.COMMANDS == ("save", "load", "export", "import")
+    assert bundle_cli.COMMANDS == ("save", "load", "export", "import")
     parser = build_parser()
     args = parser.parse_args(["save", "--target", "cpu", "-o", "out", "--since", "old"])
     assert (args.handler, args.output, args.since, args.level) == (
-        bundle.cmd_save,
+        bundle_cli.cmd_save,
         Path("out"),
         Path("old"),
         3,
     )
     args = parser.parse_args(["load", "b", "--no-probe"])
-    assert (args.handler, args.bundle, args.probe) == (bundle.cmd_load, Path("b"), False)
+    assert (args.handler, args.bundle, args.probe) == (bundle_cli.cmd_load, Path("b"), False)
     args = parser.parse_args(["import", "x.tar", "--tag", "t:1"])
-    assert (args.handler, args.source, args.tag) == (bundle.cmd_import, Path("x.tar"), "t:1")
+    assert (args.handler, args.source, args.tag) == (bundle_cli.cmd_import, Path("x.tar"), "t:1")
 
 
 @NEEDS_ZSTD

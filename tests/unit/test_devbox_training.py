@@ -11,6 +11,7 @@ from types import MappingProxyType
 import pytest
 
 from bakery import devbox, engine
+from bakery.cli import devbox as devbox_cli
 from bakery.errors import UsageError
 
 TRAIN = "python -m stylelora train --model /workspace/m --data d --output runs/a --steps 10"
@@ -123,9 +124,9 @@ def test_logs_metrics_tails_the_run_folders_metrics_file(
     killed_job(tmp_path)
     monkeypatch.setattr(devbox.status, "require_container", lambda name: info(tmp_path))
     parser = argparse.ArgumentParser()
-    devbox.cli._add_logs(parser)
+    devbox_cli._add_logs(parser)
     args = parser.parse_args(["--name", "box", "--metrics", "--tail", "2"])
-    assert devbox.cmd_logs(args) == 0
+    assert devbox_cli.cmd_logs(args) == 0
     lines = capsys.readouterr().out.splitlines()
     assert json.loads(lines[0]) == {"event": "step", "step": 6, "loss": 0.5}
     assert lines[1] == '{"event": "st'  # shown as it is: a person reads it

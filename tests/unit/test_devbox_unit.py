@@ -15,6 +15,8 @@ import pytest
 
 from bakery import devbox, engine
 from bakery.cli import build_parser
+from bakery.cli import devbox as devbox_cli
+from bakery.cli.common import after_dashes
 from bakery.errors import BakeryError, UsageError
 from bakery.matrix import Variant, load_matrix
 
@@ -350,22 +352,14 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_every_devbox_command_is_registered() -> None:
-    assert devbox.COMMANDS == ("up", "enter", "status", "job", "logs", "stop")
-    for command in devbox.COMMANDS:
+    assert devbox_cli.COMMANDS == ("up", "enter", "status", "job", "logs", "stop")
+    for command in devbox_cli.COMMANDS:
         assert parse(command).handler is not None
 
 
 def test_the_command_after_dashes_reaches_the_handler() -> None:
-    seen: list[list[str]] = []
-
-    def handler(args: argparse.Namespace) -> int:
-        seen.append(args.command)
-        return 0
-
     args = parse("enter", "--name", "box", "--", "ls", "-la", "--name")
-    wrapped = devbox.cli._after_dashes(handler)
-    assert wrapped(args) == 0
-    assert seen == [["ls", "-la", "--name"]]
+    assert after_dashes(args.command) == ("ls", "-la", "--name")
     assert args.name == "box"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bakery import doctor, engine
+from bakery.cli import doctor as doctor_cli
 from bakery.devbox import HostUser
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
@@ -160,4 +161,4 @@ def test_exit_code_is_1_only_when_a_check_failed(statuses: list[str], code: int)
 
 
 def test_doctor_is_registered() -> None:
-    assert doctor.COMMANDS == ("doctor",)
+    assert doctor_cli.COMMANDS == ("doctor",)

@@ -12,6 +12,7 @@ import pytest
 
 from bakery import devbox
 from bakery.cli import build_parser
+from bakery.cli import devbox as devbox_cli
 from bakery.errors import UsageError
 from bakery.host import CA_ENV, find_ca_bundle
 
@@ -71,7 +72,7 @@ def up_options(tmp_path: Path, *extra: str) -> devbox.UpOptions:
         "--workspace", str(workspace), "--user", "4321:4322", "--pip-cache", "none",
         "--hf-home", "none", "--dev-root", str(tmp_path), *extra,
     ])  # fmt: skip
-    return devbox.up_options(args)
+    return devbox.up_options(devbox_cli.up_request(args))
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from rich.console import Console
 
 from bakery import cli, engine, publish
+from bakery.cli import publish as publish_cli
 from bakery.errors import BakeryError, ConfigError, DockerError, GuardError, UsageError
 from bakery.matrix import load_matrix
-from bakery.publish import cli as publish_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
@@ -370,10 +370,11 @@ def test_bad_registries_are_usage_errors(registry: str, message: str) -> None:
 
 def test_the_destination_keeps_the_image_name_and_replaces_the_registry(tmp_path: Path) -> None:
     args = parse("push", "--matrix", str(MATRIX), "--registry", "127.0.0.1:5000/lab")
-    opts = publish.publish_options(args, None)
+    opts = publish.publish_options(publish_cli.publish_request(args, "push"), None)
     assert opts.destination.ref("cpu") == "127.0.0.1:5000/lab/bakery:cpu"
     assert opts.destination.host == "127.0.0.1:5000"
-    default = publish.publish_options(parse("push", "--matrix", str(MATRIX)), None)
+    request = publish_cli.publish_request(parse("push", "--matrix", str(MATRIX)), "push")
+    default = publish.publish_options(request, None)
     assert default.destination.repository == load_matrix(MATRIX).project.repository
 
 
@@ -431,41 +432,41 @@ def step(calls: list[str], name: str, code: int) -> Any:
 
 
 def test_release_builds_tests_and_pushes_in_that_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bakery import builder, testrun  # noqa: PLC0415
-
     calls: list[str] = []
-    monkeypatch.setattr(builder, "cmd_build", step(calls, "build", 0))
-    monkeypatch.setattr(testrun, "cmd_test", step(calls, "test", 0))
-    monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
+    pushed: list[publish.PublishRequest] = []
+
+    def push(request: publish.PublishRequest, *_: object) -> int:
+        pushed.append(request)
+        return int(step(calls, "push", 0)())
+
+    monkeypatch.setattr(publish_cli, "build_selection", step(calls, "build", 0))
+    monkeypatch.setattr(publish_cli, "test_images", step(calls, "test", 0))
+    monkeypatch.setattr(publish_cli, "run_push", push)
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu", "--registry", "ghcr.io/x")
-    assert publish.cmd_release(args) == 0
+    assert publish_cli.cmd_release(args) == 0
     assert calls == ["build", "test", "push"]
-    assert args.untested is False  # release never publishes what it did not test
+    assert [r.untested for r in pushed] == [False]  # release never publishes what it did not test
 
 
 def test_release_pushes_nothing_when_a_test_fails(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bakery import builder, testrun  # noqa: PLC0415
-
     calls: list[str] = []
-    monkeypatch.setattr(builder, "cmd_build", step(calls, "build", 0))
-    monkeypatch.setattr(testrun, "cmd_test", step(calls, "test", 1))
+    monkeypatch.setattr(publish_cli, "build_selection", step(calls, "build", 0))
+    monkeypatch.setattr(publish_cli, "test_images", step(calls, "test", 1))
     monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu")
     with pytest.raises(BakeryError, match="nothing was pushed"):
-        publish.cmd_release(args)
+        publish_cli.cmd_release(args)
     assert calls == ["build", "test"]
 
 
 def test_release_dry_run_only_plans(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bakery import builder, testrun  # noqa: PLC0415
-
     calls: list[str] = []
-    monkeypatch.setattr(builder, "cmd_build", step(calls, "build (prints the plan)", 0))
-    monkeypatch.setattr(testrun, "cmd_test", step(calls, "test", 0))
+    monkeypatch.setattr(publish_cli, "build_selection", step(calls, "build (prints the plan)", 0))
+    monkeypatch.setattr(publish_cli, "test_images", step(calls, "test", 0))
     monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu", "--dry-run")
-    assert publish.cmd_release(args) == 0
+    assert publish_cli.cmd_release(args) == 0
     assert calls == ["build (prints the plan)"]
     assert "nothing was built, tested or pushed" in capsys.readouterr().err

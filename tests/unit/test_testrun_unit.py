@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -68,8 +67,7 @@ PASS_ALL = [
 
 def record(tmp_path: Path, v: Variant, cases: list[tuple[str, str, str]]) -> dict[str, list[str]]:
     results = testrun.parse_junit(v.id, junit(tmp_path, cases))
-    args = argparse.Namespace(repository=None)
-    return testrun.record_tested([v], results, args, tmp_path)
+    return testrun.record_tested([v], results, None, tmp_path)
 
 
 def state(tmp_path: Path) -> dict[str, Any]:
@@ -158,7 +156,7 @@ def hanging_project(tmp_path: Path) -> Path:
 @pytest.mark.usefixtures("images_exist")
 def test_a_pytest_timeout_is_a_failed_result_not_a_traceback(tmp_path: Path) -> None:
     root = hanging_project(tmp_path)
-    args = argparse.Namespace(repository=None, pytest_arg=[], timeout=2.0)
+    args = testrun.SuiteOptions(repository=None, pytest_args=(), timeout=2.0)
     results = testrun.run_variant(variant("full"), "img:1", root, root / "out", args)
     assert [r.status for r in results] == ["failed"] * len(testrun.SUITES)
     assert all(r.detail.startswith("pytest timed out after 2s") for r in results)
@@ -174,7 +172,7 @@ def test_an_interrupted_run_leaves_no_junit_temporary(
     monkeypatch.setattr(subprocess, "Popen", interrupted)
     out = tmp_path / "out"
     out.mkdir()
-    args = argparse.Namespace(repository=None, pytest_arg=[], timeout=60.0)
+    args = testrun.SuiteOptions(repository=None, pytest_args=(), timeout=60.0)
     with pytest.raises(KeyboardInterrupt):
         testrun.run_variant(variant("full"), "img:1", tmp_path, out, args)
     assert list(out.iterdir()) == []

@@ -12,6 +12,7 @@ from test_slim_unit import make_env
 
 from bakery import devbox
 from bakery.cli import build_parser
+from bakery.cli import devbox as devbox_cli
 from bakery.errors import GuardError, UsageError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ def up(tmp_path: Path, *extra: str) -> devbox.UpOptions:
         "--workspace", str(workspace), "--user", "4321:4322", "--pip-cache", "none",
         "--hf-home", "none", "--dev-root", str(tmp_path), *extra,
     ])  # fmt: skip
-    return devbox.up_options(args)
+    return devbox.up_options(devbox_cli.up_request(args))
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,6 @@
-"""The command line of bundles: `save`, `load`, `export` and `import`.
+"""The command line of bundles: `save`, `load`, `export` and `import` (the library: bakery.bundle).
 
-bakery.cli adds these subcommands through `register`; each handler turns its arguments into
-calls of the library modules beside this one.
+Each handler turns its arguments into calls of bakery.bundle's modules and prints the outcome.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
 
 from bakery import engine
 from bakery.bundle import save as bundle_save
@@ -24,7 +22,9 @@ from bakery.bundle.load import (
 )
 from bakery.bundle.manifest import LOADER_NAME, manifest_to_json, read_bundle
 from bakery.bundle.streams import need_zstd, size_text
+from bakery.cli.common import AddParser, Parents, add_command, selection_of
 from bakery.errors import EXIT_FAILED, EXIT_OK, UsageError
+from bakery.matrix import load_selection
 from bakery.ui import err_console
 
 COMMANDS: tuple[str, ...] = ("save", "load", "export", "import")
@@ -56,17 +56,16 @@ def cmd_save(args: argparse.Namespace) -> int:
 
 def selected_refs(args: argparse.Namespace) -> tuple[str, ...]:
     """--image refs plus the selection's images (`<repository>:<tag>`)."""
-    from bakery.cli import load_selected  # noqa: PLC0415 - bakery.cli imports this package
-
     refs = list(args.image)
-    chosen = any((args.target, args.torch, args.python, args.flavour, args.variant))
+    selection = selection_of(args)
+    chosen = not selection.empty
     if not chosen and not refs:
         raise UsageError(
             "no image selected",
             fix="name them with --target/--torch/--python/--flavour/--variant, or --image REF",
         )
     if chosen:
-        _, variants = load_selected(args)
+        _, variants = load_selection(args.matrix, selection)
         refs += [f"{args.repository or v.project.repository}:{v.tag}" for v in variants]
     return tuple(dict.fromkeys(refs))
 
@@ -191,7 +190,6 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
         metavar="REF",
         help="an image to include (repeatable); with or instead of the selection",
     )
-    p.add_argument("--repository", default=None, help="override the matrix's repository")
     p.add_argument(
         "--level",
         type=int,
@@ -200,42 +198,26 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-if TYPE_CHECKING:  # subscripting the class fails at run time
-    SubParsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
-
-
-def _parser(
-    sub: SubParsers, name: str, parents: list[argparse.ArgumentParser], summary: str, text: str
-) -> argparse.ArgumentParser:
-    return sub.add_parser(
-        name,
-        parents=parents,
-        help=summary,
-        description=text,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-
-
-def register(
-    sub: SubParsers, common: argparse.ArgumentParser, selection: argparse.ArgumentParser
-) -> None:
+def register(add: AddParser, parents: Parents) -> None:
     """Add `save`, `load`, `export` and `import`."""
+    selected = [parents.common, parents.selection, parents.repository]
+    common = [parents.common]
     # fmt: off
-    save = _parser(sub, "save", [common, selection], "write a bundle for offline servers", SAVE_DESCRIPTION)
+    save = add_command(add, "save", selected, "write a bundle for offline servers", SAVE_DESCRIPTION)
     _add_output_arguments(save)
     save.add_argument("--since", type=Path, default=None, metavar="OLD", help="write a delta against this bundle (directory or manifest.json)")
     save.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     save.add_argument("--json", action="store_true", help="print the manifest on stdout")
     save.set_defaults(handler=cmd_save)
-    load = _parser(sub, "load", [common], "verify and load a bundle", LOAD_DESCRIPTION)
+    load = add_command(add, "load", common, "verify and load a bundle", LOAD_DESCRIPTION)
     load.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle directory (or its manifest.json)")
     load.add_argument("--no-probe", dest="probe", action="store_false", help="do not run bakery-probe after loading")
     load.add_argument("--json", action="store_true", help="print the result on stdout")
     load.set_defaults(handler=cmd_load)
-    export = _parser(sub, "export", [common, selection], "flatten images for docker import", EXPORT_DESCRIPTION)
+    export = add_command(add, "export", selected, "flatten images for docker import", EXPORT_DESCRIPTION)
     _add_output_arguments(export)
     export.set_defaults(handler=cmd_export)
-    imp = _parser(sub, "import", [common], "docker import an export with its config", IMPORT_DESCRIPTION)
+    imp = add_command(add, "import", common, "docker import an export with its config", IMPORT_DESCRIPTION)
     imp.add_argument("source", type=Path, metavar="SOURCE", help="export directory, its manifest.json, or a tar")
     imp.add_argument("--tag", default=None, help="the image name (needed for a tar without manifest)")
     imp.set_defaults(handler=cmd_import)

@@ -1,4 +1,8 @@
-"""The command line of up, enter, status, job, logs and stop (argparse only here)."""
+"""`up`, `enter`, `status`, `job`, `logs`, `stop`: the dev containers' command line (bakery.devbox).
+
+`enter -- CMD` on a running container never gets here: bakery.cli.main hands it to
+bakery.devbox.enter_fast first, which execs `docker exec` without building this parser.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,30 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bakery import argtypes
-from bakery.devbox.create import cmd_up
-from bakery.devbox.enter import cmd_enter
-from bakery.devbox.options import DEFAULT_SHM
-from bakery.devbox.status import cmd_job, cmd_logs, cmd_status, cmd_stop
-from bakery.gpuselect import add_run_flags
+from bakery.cli import argtypes
+from bakery.cli.common import (
+    AddParser,
+    Handler,
+    Parents,
+    add_command,
+    add_run_flags,
+    after_dashes,
+    selection_of,
+)
+from bakery.devbox import (
+    DEFAULT_SHM,
+    LogsRequest,
+    UpRequest,
+    enter_devbox,
+    resolve_name,
+    show_logs,
+    show_status,
+    start_job,
+    stop_devbox,
+    up_devbox,
+)
 
-# ---------------------------------------------------------------------------------------------
-# Command line
+COMMANDS: tuple[str, ...] = ("up", "enter", "status", "job", "logs", "stop")
 
 
 def _add_name(p: argparse.ArgumentParser) -> None:
@@ -56,7 +75,6 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
         metavar="UID:GID",
         help="run as this uid:gid (default: yours; under sudo the caller's)",
     )
-    p.add_argument("--repository", default=None, help="image repository (default: the matrix's)")
     p.add_argument(
         "--shm-size",
         default=DEFAULT_SHM,
@@ -175,17 +193,58 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
     )
 
 
-# name, uses the selection, help, description, arguments, handler
+def up_request(args: argparse.Namespace) -> UpRequest:
+    """up's (and enter --create's) arguments, unresolved."""
+    return UpRequest(
+        matrix=args.matrix,
+        selection=selection_of(args),
+        name=args.name,
+        workspace=args.workspace,
+        user=args.user,
+        repository=args.repository,
+        dev_root=args.dev_root,
+        slim=args.slim,
+        host_env=args.host_env,
+        gpus=args.gpus,
+        env=tuple(args.env),
+        data=tuple(args.data),
+        shm_size=args.shm_size,
+        ipc_host=args.ipc_host,
+        memory=args.memory,
+        pip_cache=args.pip_cache,
+        hf_home=args.hf_home,
+        ca_cert=args.ca_cert,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return up_devbox(up_request(args), recreate=args.recreate, assume_yes=args.yes)
+
+
+def cmd_enter(args: argparse.Namespace) -> int:
+    return enter_devbox(up_request(args), after_dashes(args.command), create=args.create)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return show_status(args.name, args.lines, as_json=args.json)
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    return start_job(resolve_name(args.name, args.workspace), after_dashes(args.command))
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    name = resolve_name(args.name, args.workspace)
+    return show_logs(LogsRequest(name, args.job, args.tail, args.follow, args.metrics))
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    return stop_devbox(resolve_name(args.name, args.workspace))
+
+
+# name, uses the selection (and --repository), help, description, arguments, handler
 _COMMANDS: tuple[
-    tuple[
-        str,
-        bool,
-        str,
-        str,
-        Callable[[argparse.ArgumentParser], None],
-        Callable[[argparse.Namespace], int],
-    ],
-    ...,
+    tuple[str, bool, str, str, Callable[[argparse.ArgumentParser], None], Handler], ...
 ] = (
     ("up", True, "create (or start) a persistent dev container", UP_DESCRIPTION, _add_up, cmd_up),
     ("enter", True, "a shell (or -- CMD) in the dev container", ENTER_DESCRIPTION, _add_enter, cmd_enter),
@@ -196,33 +255,12 @@ _COMMANDS: tuple[
 )  # fmt: skip
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    selection: argparse.ArgumentParser,
-) -> None:
+def register(add: AddParser, parents: Parents) -> None:
     """Add up, enter, status, job, logs and stop."""
     for name, selects, summary, description, add_arguments, handler in _COMMANDS:
-        p = sub.add_parser(
-            name,
-            parents=[common, selection] if selects else [common],
-            help=summary,
-            description=description,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+        shared = (
+            [parents.common, parents.selection, parents.repository] if selects else [parents.common]
         )
+        p = add_command(add, name, shared, summary, description)
         add_arguments(p)
-        p.set_defaults(handler=_after_dashes(handler))
-
-
-def _after_dashes(
-    handler: Callable[[argparse.Namespace], int],
-) -> Callable[[argparse.Namespace], int]:
-    """argparse.REMAINDER keeps the `--` that separates bakery's options from the command."""
-
-    def wrapped(args: argparse.Namespace) -> int:
-        command = getattr(args, "command", None)
-        if command and command[0] == "--":
-            args.command = command[1:]
-        return handler(args)
-
-    return wrapped
+        p.set_defaults(handler=handler)

@@ -23,54 +23,61 @@ process sees it) and never appears in output, logs or reports.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from bakery import argtypes
+from bakery.build import default_selection
+from bakery.cli import argtypes
+from bakery.cli.build import add_build_arguments, build_selection
+from bakery.cli.build import options_from_args as build_options
+from bakery.cli.common import AddParser, Parents, add_command, selection_of
+from bakery.cli.testing import add_suite_arguments, suite_options
 from bakery.errors import EXIT_OK, BakeryError
-from bakery.publish.credentials import scrubbed, take_credentials
-from bakery.publish.model import TagHook
-from bakery.publish.promote import run_promote
-from bakery.publish.push import run_push
+from bakery.publish import (
+    PublishRequest,
+    TagHook,
+    run_promote,
+    run_push,
+    scrubbed,
+    take_credentials,
+)
+from bakery.testrun import test_images
 from bakery.ui import err_console
 
 COMMANDS: tuple[str, ...] = ("push", "release", "promote")
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    selection: argparse.ArgumentParser,
-) -> None:
+def register(add: AddParser, parents: Parents) -> None:
     """Add `push`, `release` and `promote`."""
-    from bakery import builder, testrun  # noqa: PLC0415 - docker-backed modules, as in cli
-
-    p = sub.add_parser(
+    shared = [parents.common, parents.selection, parents.repository]
+    p = add_command(
+        add,
         "push",
-        parents=[common, selection],
-        help="push tested images to a registry, verify digests, write a report",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        shared,
+        "push tested images to a registry, verify digests, write a report",
+        __doc__ or "",
     )
     _add_push_arguments(p, standalone=True)
     p.set_defaults(handler=cmd_push)
-
-    p = sub.add_parser(
+    p = add_command(
+        add,
         "release",
-        parents=[common, selection],
-        help="build, test and push the selection in one go",
-        description="Build the selection, run the image suites, and push what passed (see `push --help`). Nothing is pushed unless every selected variant passed.",
+        shared,
+        "build, test and push the selection in one go",
+        "Build the selection, run the image suites, and push what passed (see `push --help`). Nothing is pushed unless every selected variant passed.",
+        raw=False,
     )
-    builder.add_build_arguments(p)
-    _add_missing_arguments(p, testrun.add_test_arguments)
+    add_build_arguments(p)
+    add_suite_arguments(p)
     _add_push_arguments(p, standalone=False)
     p.set_defaults(handler=cmd_release)
-
-    p = sub.add_parser(
+    p = add_command(
+        add,
         "promote",
-        parents=[common, selection],
-        help="copy tested images between registries by digest, without rebuilding",
-        description="Copy the selected variants' images from --from to --to by digest, with all their tags (see `push --help` for the moving tags). Digests come from push reports (--push-report), or from --from when the image passed the tests on this machine.",
+        shared,
+        "copy tested images between registries by digest, without rebuilding",
+        "Copy the selected variants' images from --from to --to by digest, with all their tags (see `push --help` for the moving tags). Digests come from push reports (--push-report), or from --from when the image passed the tests on this machine.",
+        raw=False,
     )
     p.add_argument("--from", dest="source", required=True, metavar="REGISTRY_A")
     p.add_argument("--to", dest="registry", required=True, metavar="REGISTRY_B")
@@ -110,7 +117,6 @@ def _add_push_arguments(
         help="seconds before the first retry; doubles each time, at most 60 (default 2)",
     )
     if standalone:
-        p.add_argument("--repository", default=None, help="the local images' repository")
         p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
         p.add_argument(
             "--untested",
@@ -119,43 +125,51 @@ def _add_push_arguments(
         )
 
 
-def _add_missing_arguments(
-    p: argparse.ArgumentParser, add: Callable[[argparse.ArgumentParser], None]
-) -> None:
-    """Add the options `add` defines that `p` lacks (release takes test's options as they are)."""
-    scratch = argparse.ArgumentParser(add_help=False)
-    add(scratch)
-    present = {action.dest for action in p._actions}
-    for action in scratch._actions:
-        if action.dest not in present:
-            p._add_action(action)
+def publish_request(args: argparse.Namespace, command: str) -> PublishRequest:
+    """push/promote's arguments (release: its push step, which never takes --untested)."""
+    return PublishRequest(
+        command=command,
+        matrix=args.matrix,
+        selection=selection_of(args),
+        registry=args.registry,
+        repository=args.repository,
+        report=args.report,
+        retries=args.retries,
+        retry_delay=args.retry_delay,
+        untested=bool(getattr(args, "untested", False)),
+        dry_run=bool(args.dry_run),
+        source=getattr(args, "source", ""),
+        push_reports=tuple(getattr(args, "push_report", ())),
+    )
 
 
 def cmd_push(args: argparse.Namespace, on_tag_verified: TagHook | None = None) -> int:
     credentials = take_credentials()
     with scrubbed(credentials):
-        return run_push(args, credentials, on_tag_verified)
+        return run_push(publish_request(args, "push"), credentials, on_tag_verified)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    from bakery import builder, testrun  # noqa: PLC0415
-
+    """Build, test, push one selection (no selection: the host's default variant, all three)."""
     credentials = take_credentials()
     with scrubbed(credentials):
-        builder.cmd_build(args, credentials)
+        selection = selection_of(args)
+        if selection.empty:
+            selection = default_selection(args.matrix, err_console())
+        build_selection(args.matrix, selection, build_options(args), credentials)
         if args.dry_run:
             err_console().print("dry run: nothing was built, tested or pushed")
             return EXIT_OK
-        if testrun.cmd_test(args) != EXIT_OK:
+        if test_images(replace(suite_options(args), selection=selection)) != EXIT_OK:
             raise BakeryError(
                 "the image tests did not all pass: nothing was pushed",
                 fix="see the results table above; fix the image and run `python build.py release` again",
             )
-        args.untested = False
-        return run_push(args, credentials)
+        request = replace(publish_request(args, "push"), selection=selection, untested=False)
+        return run_push(request, credentials)
 
 
 def cmd_promote(args: argparse.Namespace, on_tag_verified: TagHook | None = None) -> int:
     credentials = take_credentials()
     with scrubbed(credentials):
-        return run_promote(args, credentials, on_tag_verified)
+        return run_promote(publish_request(args, "promote"), credentials, on_tag_verified)

@@ -1,5 +1,5 @@
-"""`python build.py run | compose`: argparse, and the handlers that plan, check and start or
-write (see bakery.slim).
+"""`python build.py run | compose`: the arguments as a `SlimRequest`, then plan, check and start
+or write (see bakery.slim).
 """
 
 from __future__ import annotations
@@ -8,13 +8,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from bakery import argtypes, engine
-from bakery.devbox import DEFAULT_SHM
+from bakery import engine
+from bakery.cli import argtypes
+from bakery.cli.common import AddParser, Parents, add_command, add_run_flags, selection_of
+from bakery.engine import DEFAULT_SHM
 from bakery.errors import EXIT_OK, UsageError
-from bakery.gpuselect import add_run_flags
 from bakery.slim.compose import COMPOSE_COMMAND, refuse_existing, render_compose, write_checked
 from bakery.slim.plan import (
     WORKSPACE_MOUNT,
+    SlimRequest,
     check_image,
     container_spec,
     describe_plan,
@@ -48,27 +50,24 @@ Its command runs the training smoke test; override it after `--` or with
 """
 
 
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
-    selection: argparse.ArgumentParser,
-) -> None:
+def register(add: AddParser, parents: Parents) -> None:
     """Add `run` and `compose`."""
-    run = sub.add_parser(
+    shared = [parents.common, parents.selection, parents.repository]
+    run = add_command(
+        add,
         "run",
-        parents=[common, selection],
-        help="start an image (slim: with the host's torch environment)",
-        description=RUN_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        shared,
+        "start an image (slim: with the host's torch environment)",
+        RUN_DESCRIPTION,
     )
     add_arguments(run, compose=False)
     run.set_defaults(handler=cmd_run)
-    compose = sub.add_parser(
+    compose = add_command(
+        add,
         "compose",
-        parents=[common, selection],
-        help="write a compose.yaml that starts an image the way `run` does",
-        description=COMPOSE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        shared,
+        "write a compose.yaml that starts an image the way `run` does",
+        COMPOSE_DESCRIPTION,
     )
     add_arguments(compose, compose=True)
     compose.set_defaults(handler=cmd_compose)
@@ -88,7 +87,6 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
         help=f"host folder mounted at {WORKSPACE_MOUNT} (default: the current one)",
     )
     p.add_argument("--user", help="container UID:GID (default: the host user's)")
-    p.add_argument("--repository", default=None, help="override the matrix's repository")
     p.add_argument(
         "--shm-size",
         default=DEFAULT_SHM,
@@ -112,8 +110,26 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
     p.add_argument("command", nargs="*", help="after --: the command to run in the container")
 
 
+def slim_request(args: argparse.Namespace) -> SlimRequest:
+    return SlimRequest(
+        matrix=args.matrix,
+        selection=selection_of(args),
+        slim=args.slim,
+        host_env=args.host_env,
+        repository=args.repository,
+        workspace=args.workspace,
+        user=args.user,
+        gpus=args.gpus,
+        env=tuple(args.env),
+        command=tuple(args.command),
+        name=getattr(args, "name", None),  # run only
+        shm_size=args.shm_size,
+        ipc_host=args.ipc_host,
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    plan = plan_slim(args)
+    plan = plan_slim(slim_request(args))
     console = err_console()
     if args.dry_run:
         for line in describe_plan(plan):
@@ -135,7 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
-    plan = plan_slim(args, default_command=COMPOSE_COMMAND)
+    plan = plan_slim(slim_request(args), default_command=COMPOSE_COMMAND)
     refuse_existing(args.output, force=args.force)  # before any docker call
     check_image(plan)
     text = render_compose(plan, args.output)

@@ -12,8 +12,7 @@ import math
 from collections.abc import Callable
 
 from bakery.errors import shown
-
-MAX_ID = 2**31 - 1  # the largest uid/gid every tool in the chain (Docker, useradd) accepts
+from bakery.host import MAX_ID
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

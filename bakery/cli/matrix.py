@@ -1,0 +1,133 @@
+"""`list` and `generate`: the matrix's variants, and images/<variant>/ rendered from them.
+
+Neither talks to Docker unless a variant's size is asked for (`list`, when a daemon answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from bakery.bake import BAKE_FILE, render_bake
+from bakery.cli.common import AddParser, Parents, add_command, selection_of
+from bakery.errors import EXIT_FAILED, EXIT_OK, UsageError
+from bakery.matrix import Variant, load_matrix, load_selection
+from bakery.render import RenderedFile, find_drift, render_matrix, write_rendered
+from bakery.ui import err_console, out_console
+
+COMMANDS: tuple[str, ...] = ("list", "generate")
+
+
+def register(add: AddParser, parents: Parents) -> None:
+    """Add `list` and `generate`."""
+    p = add_command(
+        add,
+        "list",
+        [parents.common, parents.selection],
+        "show every variant the matrix yields",
+        "Show the variants (tag, base, torch stack, Python, wheel index). --json prints a list of objects for CI.",
+        raw=False,
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.set_defaults(handler=cmd_list)
+    p = add_command(
+        add,
+        "generate",
+        [parents.common],
+        "render images/<variant>/ from Dockerfile.in",
+        "Render Dockerfile.in for every variant into images/<variant>/, and docker-bake.json (one bake target per variant) beside it. --check writes nothing and exits 1 if images/ differs from a fresh render (run it in CI).",
+        raw=False,
+    )
+    p.add_argument("--check", action="store_true", help="fail on drift instead of writing")
+    p.add_argument("--template", type=Path, default=Path("Dockerfile.in"))
+    p.set_defaults(handler=cmd_generate)
+
+
+def variant_record(v: Variant) -> dict[str, object]:
+    """The JSON shape of a variant (what CI workflows consume from `list --json`)."""
+    return {
+        "id": v.id,
+        "tag": v.tag,
+        "image": v.image,
+        "target": v.target,
+        "accelerator": v.accelerator,
+        "accelerator_version": v.index.version,
+        "flavour": v.flavour,
+        "torch": v.torch,
+        "companions": dict(v.companions),
+        "python": v.python,
+        "index": v.index.name,
+        "index_url": v.index.url,
+        "pypi_equivalent": v.pypi_equivalent,
+        "base": v.base,
+        "base_digest": v.base_digest,
+        "gpu_archs": list(v.gpu_archs),
+        "dockerfile": f"images/{v.id}/Dockerfile",
+    }
+
+
+def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
+    """Image size in bytes for each variant built locally; None if not built or no daemon."""
+    from bakery import engine  # noqa: PLC0415 - list works without Docker
+
+    if not engine.daemon_answers(timeout=5):
+        return dict.fromkeys((v.id for v in variants), None)
+    by_image = engine.image_sizes([v.image for v in variants])
+    return {v.id: by_image.get(v.image) for v in variants}
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    _, variants = load_selection(args.matrix, selection_of(args))
+    sizes = built_sizes(variants)
+    if args.json:
+        print(json.dumps([{**variant_record(v), "size": sizes[v.id]} for v in variants], indent=2))
+        return EXIT_OK
+    table = Table(title=f"{len(variants)} variants from {args.matrix}")
+    for column in ("variant", "image", "torch", "companions", "python", "index", "built"):
+        table.add_column(column, overflow="fold")
+    for v in variants:
+        companions = " ".join(f"{n} {ver}" for n, ver in v.companions) or "—"
+        torch = v.torch if v.flavour == "full" else f"host env ({v.torch})"
+        size = sizes[v.id]
+        built = f"{size / 1e9:.2f} GB" if size is not None else "—"
+        table.add_row(v.id, v.image, torch, companions, v.python, v.index.name, built)
+    out_console().print(table)
+    return EXIT_OK
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    return generate(args.matrix, args.template, check=args.check)
+
+
+def generate(matrix_path: Path, template: Path, *, check: bool) -> int:
+    """Render every variant (and the bake file); `check`: compare with what is on disk instead."""
+    matrix = load_matrix(matrix_path)
+    if not template.is_file():
+        raise UsageError(
+            f"template {template} not found",
+            fix="run from the project root or pass --template",
+        )
+    root = matrix_path.resolve().parent
+    files = render_matrix(matrix, template)
+    files.append(RenderedFile(Path(BAKE_FILE), render_bake(matrix)))  # beside images/
+    err = err_console()
+    if check:
+        drift = find_drift(files, root)
+        for line in drift:
+            err.print(f"drift: {line}")
+        if drift:
+            err.print(
+                f"images/ or {BAKE_FILE} is out of date with {matrix_path} and {template}: run `python build.py generate` and commit the result"
+            )
+            return EXIT_FAILED
+        err.print(f"images/ and {BAKE_FILE} match a fresh render ({len(matrix.variants)} variants)")
+        return EXIT_OK
+    changed = write_rendered(files, root)
+    for path in changed:
+        err.print(f"wrote {path}")
+    err.print(f"{len(matrix.variants)} variants rendered, {len(changed)} files changed")
+    return EXIT_OK
