@@ -46,15 +46,28 @@ def get_json(path: str, env: Mapping[str, str] = os.environ) -> Any:
     if where is None:
         return None
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(TIMEOUT_SECONDS)
-            sock.connect(where)
-            request = f"GET /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\n\r\n"
-            sock.sendall(request.encode("ascii"))
-            answer = _read_all(sock)
+        answer = _exchange(where, f"GET /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\n\r\n")
     except (OSError, UnicodeEncodeError):
         return None
     return _body(answer)
+
+
+def post(path: str, env: Mapping[str, str] = os.environ) -> bool:
+    """POST `path` (no body) to the local daemon; True when it answered 200 or 201.
+
+    False for everything else, with nothing to tell: the caller then runs the docker command,
+    which does the same and reports any error in full.
+    """
+    where = local_socket(env)
+    if where is None:
+        return False
+    request = f"POST /{API_VERSION}{path} HTTP/1.0\r\nHost: docker\r\nContent-Length: 0\r\n\r\n"
+    try:
+        answer = _exchange(where, request)
+    except (OSError, UnicodeEncodeError):
+        return False
+    status = answer.split(b"\r\n", 1)[0].split(b" ")
+    return len(status) > 1 and status[1] in (b"200", b"201")
 
 
 def container(name: str, env: Mapping[str, str] = os.environ) -> Any:
@@ -99,6 +112,14 @@ def _safe(text: str) -> bool:
     """A name or reference to put in a URL path as it is: its characters, and no `..` part."""
     parts = text.split("/")
     return bool(text) and set(text) <= SAFE and all(p not in ("", ".", "..") for p in parts)
+
+
+def _exchange(where: str, request: str) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(TIMEOUT_SECONDS)
+        sock.connect(where)
+        sock.sendall(request.encode("ascii"))
+        return _read_all(sock)
 
 
 def _read_all(sock: socket.socket) -> bytes:

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bakery.engine.api import image as api_image
+from bakery.engine.api import post as api_post
 from bakery.engine.client import (
     CLI_TIMEOUT_SECONDS,
     _cli_bytes,
@@ -22,6 +24,7 @@ from bakery.engine.client import (
     _docker_command,
     _docker_errors,
     _run_cli,
+    api_env,
     classify_engine_problem,
 )
 from bakery.errors import DockerError, UsageError
@@ -64,6 +67,9 @@ def inspect_image(ref: str) -> ImageInfo | None:
     `docker image inspect` through the CLI: `list` calls this and must not import
     python-on-whales (issue 17).
     """
+    found_here = api_image(ref, api_env())  # the local daemon's socket: no process started
+    if isinstance(found_here, dict):
+        return _image_info(found_here)
     try:
         output = _cli_bytes(["image", "inspect", ref], f"could not inspect image {ref}")
     except DockerError as exc:
@@ -116,6 +122,13 @@ def _image_info(raw: Mapping[str, Any]) -> ImageInfo:
 
 
 def tag_image(image_id: str, tag: str) -> None:
+    repository, sep, name = tag.rpartition(":")
+    if (
+        sep
+        and "/" not in name
+        and api_post(f"/images/{image_id}/tag?repo={repository}&tag={name}", api_env())
+    ):
+        return
     _run_cli(["image", "tag", image_id, tag], f"could not tag {image_id} as {tag}")
 
 
