@@ -90,3 +90,15 @@ def test_a_daemon_the_socket_path_does_not_serve_takes_the_cli(
     monkeypatch.setenv("DOCKER_CONTEXT", "default")  # a named context: the CLI decides
     assert engine.inspect_image(BASE_TAG) is not None
     assert any("inspect" in command for command in no_cli_needed)
+
+
+def test_image_sizes_over_the_socket_are_the_clis(
+    monkeypatch: pytest.MonkeyPatch, no_cli_needed: list[list[str]]
+) -> None:
+    refs = [BASE_TAG, "bakery-test/no-such-image:x"]
+    over_socket = engine.image_sizes(refs)
+    assert no_cli_needed == []
+    assert over_socket[BASE_TAG] and over_socket["bakery-test/no-such-image:x"] is None
+    monkeypatch.setenv("DOCKER_CONTEXT", "default")
+    assert engine.image_sizes(refs) == over_socket
+    assert no_cli_needed, "with a named context the CLI answers"
