@@ -38,7 +38,13 @@ def _in_project_venv() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["enter"]:
+        # `enter … -- CMD` on a running dev container: exec docker before anything else is
+        # imported (standard library only, so not even the .venv is needed); else carry on.
+        from bakery.devbox.fast import enter_fast
+
+        enter_fast(sys.argv[2:])
     _in_project_venv()
     from bakery.cli import main
 
-    sys.exit(main(sys.argv[1:], exec_enter=True))
+    sys.exit(main(sys.argv[1:]))

@@ -12,13 +12,14 @@ leftovers (from a process killed with SIGKILL) from a user's files.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 TEMP_SUFFIX = ".partial"
 
@@ -115,3 +116,26 @@ def write_cache(path: Path, data: bytes | str) -> bool:
         logging.getLogger("bakery").debug("cache %s not written: %s", path, exc)
         return False
     return True
+
+
+def read_keyed(path: Path, key: str) -> Any:
+    """The value a keyed cache file holds for `key`; None when absent, damaged or for another
+    key (a cache is only ever a shortcut: the caller recomputes)."""
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("key") != key:
+        return None
+    return cached.get("value")
+
+
+def write_keyed(path: Path, key: str, value: object) -> bool:
+    """Remember `value` (JSON) for `key` in the cache file `path` (write_cache's rules)."""
+    return write_cache(path, json.dumps({"key": key, "value": value}))
+
+
+def user_cache(name: str, env: Mapping[str, str] = os.environ) -> Path:
+    """~/.cache/bakery/NAME (XDG_CACHE_HOME respected): caches of facts about this host."""
+    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
+    return Path(base) / "bakery" / name

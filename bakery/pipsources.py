@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from bakery.atomicfile import write_cache
+from bakery.atomicfile import read_keyed, user_cache, write_keyed
 from bakery.errors import UsageError
 from bakery.host import find_ca_bundle as find_ca_bundle  # noqa: PLC0414 - re-exported
 
@@ -151,24 +151,20 @@ def pip_config_key(env: Mapping[str, str]) -> str:
 
 
 def _pip_config_cache(env: Mapping[str, str]) -> Path:
-    base = env.get("XDG_CACHE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".cache")
-    return Path(base) / "bakery" / "pip-config-list.json"
+    return user_cache("pip-config-list.json", env)
 
 
 def _pip_config_list(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """`pip config list`, cached by pip_config_key: starting pip took ~2 s of every build."""
     env = os.environ if env is None else env
     key, cache = pip_config_key(env), _pip_config_cache(env)
-    try:
-        cached = json.loads(cache.read_text(encoding="utf-8"))
-        if cached.get("key") == key and isinstance(cached.get("config"), dict):
-            return {str(k): str(v) for k, v in cached["config"].items()}
-    except (OSError, ValueError, AttributeError):
-        pass
+    cached = read_keyed(cache, key)
+    if isinstance(cached, dict):
+        return {str(k): str(v) for k, v in cached.items()}
     config = _run_pip_config_list()
     if config is None:  # pip failed: nothing to remember
         return {}
-    write_cache(cache, json.dumps({"key": key, "config": config}))  # else: pip again next run
+    write_keyed(cache, key, config)  # else: pip again next run
     return config
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -51,7 +52,10 @@ def _cuda_arch(number: str) -> str:
     return f"{digits[:-1]}.{digits[-1]}{suffix}"
 
 
-def render_variant(variant: Variant, template_text: str) -> list[RenderedFile]:
+@functools.lru_cache(maxsize=4)
+def _compiled(template_text: str) -> jinja2.Template:
+    """The template compiled once per text: compiling is most of the cost of rendering the
+    matrix (issue 17: `generate --check` compiled it again for each of 38 variants)."""
     env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
@@ -59,7 +63,11 @@ def render_variant(variant: Variant, template_text: str) -> list[RenderedFile]:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - renders a Dockerfile, not HTML
     )
-    template = env.from_string(template_text)
+    return env.from_string(template_text)
+
+
+def render_variant(variant: Variant, template_text: str) -> list[RenderedFile]:
+    template = _compiled(template_text)
     digest = input_hash(variant, template_text)
     dockerfile = template.render(
         v=variant,

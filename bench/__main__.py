@@ -126,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:12} {module(name).TITLE}")
         return 0
     names = args.names or [n for n, _ in BENCHMARKS]
+    harness.default_python_environment()
     mode = "quick" if args.quick else "full"
     min_free = args.min_free_gb if args.min_free_gb is not None else tools.MIN_FREE_GB[mode]
     free = tools.require_free_disk(int(min_free * 1e9))  # before anything is created

@@ -238,6 +238,17 @@ def load_average() -> list[float]:
         return []
 
 
+# The commands measured run as a default Python runs them: with its bytecode cache. A machine
+# that sets PYTHONDONTWRITEBYTECODE (this one's sandbox does) recompiles every bakery module on
+# every start; `python -m bench` removes the setting for the commands it runs and says so here.
+PYTHON_BYTECODE_NOTE = "on (PYTHONDONTWRITEBYTECODE removed for the measured commands)"
+
+
+def default_python_environment() -> None:
+    """Measure what a user's default Python does: bytecode cached (see PYTHON_BYTECODE_NOTE)."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
 def machine_info(root: Path) -> dict[str, Any]:
     """Cores, memory, kernel, load, Docker/buildx versions and the bakery commit measured."""
     try:
@@ -261,6 +272,7 @@ def machine_info(root: Path) -> dict[str, Any]:
         "kernel": platform.release(),
         "os": _os_release(),
         "python": sys.version.split()[0],
+        "python_bytecode_cache": PYTHON_BYTECODE_NOTE,
         "docker_server": _command_output(["docker", "version", "--format", "{{.Server.Version}}"]),
         "docker_client": _command_output(["docker", "version", "--format", "{{.Client.Version}}"]),
         "buildx": _command_output(["docker", "buildx", "version"]),

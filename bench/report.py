@@ -37,6 +37,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
     if unit == "x":
         return f"{value:.2f}×"
+    if unit == "%":
+        return f"{value:.1f} %"
     if unit in ("steps", "layers"):
         return f"{value:.0f}"
     return f"{value:g} {unit}"

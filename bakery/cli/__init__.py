@@ -68,11 +68,9 @@ def main(argv: Sequence[str] | None = None, *, exec_enter: bool = False) -> int:
     replaces this process with `docker exec` instead of running it as a child."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     if exec_enter and args_list[:1] == ["enter"]:
-        from bakery.devbox import enter_fast  # noqa: PLC0415 - the fast path skips the full CLI
+        from bakery.devbox.fast import enter_fast  # noqa: PLC0415 - skips the full CLI
 
-        fast = enter_fast(args_list[1:])
-        if fast is not None:
-            return fast
+        enter_fast(args_list[1:])  # execs docker exec, or returns having done nothing
     parser = build_parser()
     args = parser.parse_args(_with_default_command(args_list))
     _setup_logging(args.debug)

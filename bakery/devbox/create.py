@@ -11,12 +11,15 @@ from typing import TextIO
 
 from bakery import engine
 from bakery.devbox.account import Account, host_group_names, plan_account
-from bakery.devbox.jobs import explain_exit
-from bakery.devbox.options import (
+from bakery.devbox.fast import (
     LABEL,
     LABEL_PREFIX,
-    START_TIMEOUT,
     WORKSPACE_IN,
+    stale_message,
+)
+from bakery.devbox.jobs import explain_exit
+from bakery.devbox.options import (
+    START_TIMEOUT,
     UpOptions,
     UpRequest,
     _prepare_dir,
@@ -127,13 +130,7 @@ def stale_note(info: engine.ContainerInfo) -> str:
     """Why the container's image is older than the one its tag names now ("" if it is not)."""
     ref = info.labels.get(f"{LABEL_PREFIX}image", info.image_ref)
     current = engine.inspect_image(ref)
-    if current is None or current.id == info.image_id:
-        return ""
-    return (
-        f"{info.name} runs an older image than {ref} now is ({info.image_id[7:19]} vs "
-        f"{current.id[7:19]}); `python build.py up --recreate --name {info.name}` replaces it "
-        "(the workspace and mounted folders are kept)"
-    )
+    return stale_message(info.name, ref, info.image_id, current.id if current else "")
 
 
 # Command handlers

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bakery import engine
-from bakery.devbox.options import JOB_WRAPPER, JOBS_DIR, LABEL_PREFIX, WORKSPACE_IN
+from bakery.devbox.fast import (
+    LABEL_PREFIX,
+    WORKSPACE_IN,
+)
+from bakery.devbox.options import (
+    JOB_WRAPPER,
+    JOBS_DIR,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Exit codes and jobs

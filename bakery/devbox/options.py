@@ -4,7 +4,6 @@ frozen `UpOptions` resolved from the command line, and the container spec made f
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,7 +12,17 @@ from types import MappingProxyType
 from packaging.version import Version
 
 from bakery import engine, gpuselect
-from bakery.errors import BakeryError, UsageError, redact
+from bakery.devbox.fast import (
+    LABEL,
+    LABEL_PREFIX,
+    WORKSPACE_IN,
+    container_name,
+    credential_names,
+    holds_credentials,
+    passthrough_env,
+)
+from bakery.devbox.fast import default_name as name_from
+from bakery.errors import BakeryError, UsageError
 from bakery.host import (
     GpuAccess,
     HostUser,
@@ -26,9 +35,6 @@ from bakery.host import (
 from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console
 
-LABEL = "io.bakery.devbox"  # every bakery dev container carries it ("1")
-LABEL_PREFIX = f"{LABEL}."
-WORKSPACE_IN = "/workspace"
 DATA_IN = "/data"
 PIP_CACHE_IN = "/cache/pip"
 HF_HOME_IN = "/cache/huggingface"
@@ -39,12 +45,6 @@ START_TIMEOUT = 30.0
 # The main process: waits for SIGTERM and exits 0, so `docker stop` returns at once.
 KEEPALIVE = ("/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; sleep infinity & wait')
 SHELL = ("/bin/sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh")
-PASSTHROUGH_ENV = (
-    "HF_ENDPOINT", "HF_HUB_OFFLINE", "HF_HUB_ENABLE_HF_TRANSFER",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
-    "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-    "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST",
-)  # fmt: skip
 CA_TARGET_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
 # Wraps a job: output and exit code land in the workspace; args: dir id command-text argv...
 JOB_WRAPPER = """\
@@ -57,7 +57,6 @@ pwd > "$dir/$id.cwd"
 code=$?
 printf '%s\\n' "$code" > "$dir/$id.exit.tmp" && mv "$dir/$id.exit.tmp" "$dir/$id.exit"
 """
-_NAME_OK = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,15 +91,9 @@ class UpOptions:
     command: tuple[str, ...] = KEEPALIVE
 
 
-def container_name(text: str) -> str:
-    """A valid Docker container name made from `text`."""
-    cleaned = re.sub(r"[^a-zA-Z0-9_.-]+", "-", text).strip("-._")
-    return cleaned if _NAME_OK.fullmatch(cleaned) else f"bakery-{cleaned}".rstrip("-")
-
-
 def default_name(user: HostUser, workspace: Path) -> str:
     """`<user>-<workspace folder>`: one container per user and project on a shared server."""
-    return container_name(f"{user.name}-{workspace.name or 'root'}")
+    return name_from(user.name, str(workspace))
 
 
 def parse_data(values: Sequence[str]) -> tuple[DataMount, ...]:
@@ -124,15 +117,6 @@ def parse_data(values: Sequence[str]) -> tuple[DataMount, ...]:
     return tuple(mounts)
 
 
-def passthrough_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {key: env[key] for key in PASSTHROUGH_ENV if env.get(key)}
-
-
-def holds_credentials(value: str) -> bool:
-    """A setting with a user:password@ part or a token parameter (what redact() would hide)."""
-    return redact(value) != value
-
-
 def stored_env(env: Mapping[str, str]) -> dict[str, str]:
     """Settings `up` stores in the container's config: only those without credentials.
 
@@ -141,11 +125,6 @@ def stored_env(env: Mapping[str, str]) -> dict[str, str]:
     environment instead (`credential_names`).
     """
     return {k: v for k, v in passthrough_env(env).items() if not holds_credentials(v)}
-
-
-def credential_names(env: Mapping[str, str]) -> tuple[str, ...]:
-    """Pass-through settings holding credentials, handed to each exec by name (`--env NAME`)."""
-    return tuple(k for k, v in passthrough_env(env).items() if holds_credentials(v))
 
 
 def host_ca_bundle(env: Mapping[str, str]) -> Path | None:

@@ -17,7 +17,12 @@ from rich.table import Table
 
 from bakery import engine
 from bakery.devbox.create import ensure_running, require_container, require_devbox
-from bakery.devbox.enter import _workdir_for
+from bakery.devbox.fast import (
+    LABEL,
+    LABEL_PREFIX,
+    credential_names,
+    workdir_for,
+)
 from bakery.devbox.jobs import (
     TRAIN_METRICS,
     JobStatus,
@@ -32,7 +37,6 @@ from bakery.devbox.jobs import (
     tail_text,
     training_progress,
 )
-from bakery.devbox.options import LABEL, LABEL_PREFIX, credential_names
 from bakery.errors import EXIT_OK, UsageError
 from bakery.ui import err_console, out_console
 
@@ -180,7 +184,7 @@ def start_job(name: str, command: Sequence[str]) -> int:
     engine.exec_detached(
         info.name,
         job_command(info.name, job_id, command),
-        workdir=_workdir_for(info, Path.cwd()),
+        workdir=workdir_for(info.labels.get(f"{LABEL_PREFIX}workspace", ""), os.getcwd()),
         env_from_caller=credential_names(os.environ),
     )
     log = jobs_dir(Path(info.labels[f"{LABEL_PREFIX}workspace"]), info.name) / f"{job_id}.log"

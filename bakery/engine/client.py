@@ -70,6 +70,13 @@ def connected(host: str | None) -> Iterator[None]:
         connect(previous)
 
 
+def api_env() -> Mapping[str, str]:
+    """The environment engine.api reads: this process's, pointed at the connected daemon."""
+    if _CONNECTION.host is None:
+        return os.environ
+    return {**os.environ, "DOCKER_HOST": _CONNECTION.host}
+
+
 def _docker() -> DockerClient:
     from python_on_whales import DockerClient  # noqa: PLC0415 - see TYPE_CHECKING above
 

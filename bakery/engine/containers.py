@@ -21,12 +21,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bakery.engine.api import container as api_container
 from bakery.engine.client import (
     _EMPTY,
     _cli_bytes,
     _docker,
     _docker_errors,
     _run_cli,
+    api_env,
     tail_lines,
 )
 from bakery.errors import DockerError
@@ -142,6 +144,9 @@ def _is_missing(exc: DockerError) -> bool:
 
 def inspect_container(name: str) -> ContainerInfo | None:
     """The container's current state; None when there is no such container."""
+    found_here = api_container(name, api_env())  # the local daemon's socket: no process started
+    if isinstance(found_here, dict):
+        return _container_info(found_here)
     try:
         output = _cli_bytes(["container", "inspect", name], f"could not inspect container {name}")
     except DockerError as exc:

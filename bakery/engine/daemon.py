@@ -7,10 +7,21 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from bakery.engine.client import _CONNECTION, INSTALL_FIX, MIN_BUILDX, _run_cli
+from bakery.atomicfile import read_keyed, user_cache, write_keyed
+from bakery.engine.api import get_json
+from bakery.engine.client import (
+    _CONNECTION,
+    INSTALL_FIX,
+    MIN_BUILDX,
+    _docker_command,
+    _run_cli,
+    api_env,
+)
 from bakery.errors import BakeryError, EngineMissingError
 
 
@@ -70,8 +81,21 @@ def daemon_answers(timeout: float = 20.0) -> bool:
 def check_engine() -> EngineInfo:
     """Versions of the client, the daemon and buildx; EngineMissingError if any is unusable.
 
-    Plain CLI calls: every build starts here, and python-on-whales' import alone took a second.
+    Every build starts here. The daemon is asked over its socket (engine.api) when it is the
+    local one; the client's and buildx's versions are remembered per binary (path, size, mtime)
+    in ~/.cache/bakery, so an unchanged install costs no process (issue 17). Anything else, and
+    every failure, takes the docker commands, which report what is wrong.
     """
+    server = get_json("/version", api_env())
+    if not isinstance(server, dict) or not server.get("Version"):
+        return _check_engine_cli()
+    client_version, buildx_text = _client_versions()
+    return _engine_info(
+        client_version, str(server["Version"]), str(server.get("ApiVersion") or ""), buildx_text
+    )
+
+
+def _check_engine_cli() -> EngineInfo:
     text = _run_cli(["version", "--format", "{{json .}}"], "could not read the Docker versions")
     try:
         version = json.loads(text)
@@ -81,6 +105,16 @@ def check_engine() -> EngineInfo:
     if not server.get("Version"):
         raise EngineMissingError("no Docker daemon answered `docker version`", fix=INSTALL_FIX)
     buildx_text = _run_cli(["buildx", "version"], "could not read the buildx version")
+    client = version.get("Client") or {}
+    return _engine_info(
+        str(client.get("Version") or ""),
+        str(server["Version"]),
+        str(server.get("ApiVersion") or ""),
+        buildx_text,
+    )
+
+
+def _engine_info(client: str, server: str, api_version: str, buildx_text: str) -> EngineInfo:
     buildx = parse_version(buildx_text)
     if buildx < MIN_BUILDX:
         raise EngineMissingError(
@@ -88,14 +122,48 @@ def check_engine() -> EngineInfo:
             why=f"bakery needs buildx >= {MIN_BUILDX[0]}.{MIN_BUILDX[1]}",
             fix=INSTALL_FIX,
         )
-    client = version.get("Client") or {}
     return EngineInfo(
-        client_version=str(client.get("Version") or "unknown"),
-        server_version=str(server["Version"]),
-        api_version=str(server.get("ApiVersion") or "unknown"),
+        client_version=client or "unknown",
+        server_version=server,
+        api_version=api_version or "unknown",
         buildx_version=".".join(str(part) for part in buildx),
         host=_CONNECTION.host,
     )
+
+
+# Where the docker CLI looks for plugins (docker/cli's defaults on Linux), after ~/.docker.
+PLUGIN_DIRS = (
+    "/usr/local/lib/docker/cli-plugins",
+    "/usr/local/libexec/docker/cli-plugins",
+    "/usr/lib/docker/cli-plugins",
+    "/usr/libexec/docker/cli-plugins",
+)
+
+
+def _client_versions() -> tuple[str, str]:
+    """(client version, `docker buildx version` text), from the cache when the binaries are
+    the same files as when it was written."""
+    docker = _docker_command()[0]
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(Path.home(), ".docker")
+    candidates = [docker, os.path.join(config, "cli-plugins", "docker-buildx")]
+    candidates += [os.path.join(folder, "docker-buildx") for folder in PLUGIN_DIRS]
+    key = json.dumps([_file_fact(path) for path in candidates])
+    cache = user_cache("engine-versions.json")
+    cached = read_keyed(cache, key)
+    if isinstance(cached, list) and len(cached) == 2 and all(isinstance(x, str) for x in cached):
+        return cached[0], cached[1]
+    client = _run_cli(["version", "--format", "{{.Client.Version}}"], "docker version")
+    buildx_text = _run_cli(["buildx", "version"], "could not read the buildx version")
+    write_keyed(cache, key, [client.strip(), buildx_text])
+    return client.strip(), buildx_text
+
+
+def _file_fact(path: str) -> list[object]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, None]
+    return [path, st.st_size, st.st_mtime_ns]
 
 
 def docker_info(timeout: float = 30.0) -> DockerInfo:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bakery.engine.api import get_json
+from bakery.engine.api import image as api_image
+from bakery.engine.api import post as api_post
 from bakery.engine.client import (
     CLI_TIMEOUT_SECONDS,
     _cli_bytes,
@@ -22,6 +25,7 @@ from bakery.engine.client import (
     _docker_command,
     _docker_errors,
     _run_cli,
+    api_env,
     classify_engine_problem,
 )
 from bakery.errors import DockerError, UsageError
@@ -64,6 +68,9 @@ def inspect_image(ref: str) -> ImageInfo | None:
     `docker image inspect` through the CLI: `list` calls this and must not import
     python-on-whales (issue 17).
     """
+    found_here = api_image(ref, api_env())  # the local daemon's socket: no process started
+    if isinstance(found_here, dict):
+        return _image_info(found_here)
     try:
         output = _cli_bytes(["image", "inspect", ref], f"could not inspect image {ref}")
     except DockerError as exc:
@@ -79,6 +86,9 @@ def image_sizes(refs: Sequence[str]) -> dict[str, int | None]:
     all of them (one call per image made `list` take seconds)."""
     if not refs:
         return {}
+    listed = get_json("/images/json", api_env()) if not any("@" in r for r in refs) else None
+    if isinstance(listed, list):  # the local daemon's socket: one answer, no process started
+        return _sizes_by_tag(refs, ((i.get("RepoTags"), i.get("Size")) for i in listed))
     command = [*_docker_command(), "image", "inspect", "--format", "{{json .RepoTags}}\t{{.Size}}"]
     try:
         done = subprocess.run(
@@ -90,10 +100,15 @@ def image_sizes(refs: Sequence[str]) -> dict[str, int | None]:
     missing = classify_engine_problem(done.stderr) if done.returncode else None
     if missing is not None:
         raise missing
+    lines = (line.rpartition("\t") for line in done.stdout.splitlines())  # missing: stderr only
+    return _sizes_by_tag(refs, ((json.loads(tags or "null"), size) for tags, _, size in lines))
+
+
+def _sizes_by_tag(refs: Sequence[str], found: Iterable[tuple[Any, Any]]) -> dict[str, int | None]:
+    """Each ref's size from (RepoTags, Size) pairs of the images found; None when not found."""
     sizes: dict[str, int | None] = dict.fromkeys(refs)
-    for line in done.stdout.splitlines():  # found images print; missing ones only on stderr
-        tags, _, size = line.rpartition("\t")
-        for tag in json.loads(tags or "null") or ():
+    for tags, size in found:
+        for tag in tags or ():
             if tag in sizes:
                 sizes[tag] = int(size)
     return sizes
@@ -116,6 +131,13 @@ def _image_info(raw: Mapping[str, Any]) -> ImageInfo:
 
 
 def tag_image(image_id: str, tag: str) -> None:
+    repository, sep, name = tag.rpartition(":")
+    if (
+        sep
+        and "/" not in name
+        and api_post(f"/images/{image_id}/tag?repo={repository}&tag={name}", api_env())
+    ):
+        return
     _run_cli(["image", "tag", image_id, tag], f"could not tag {image_id} as {tag}")
 
 

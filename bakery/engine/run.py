@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from bakery.engine.api import exec_args
 from bakery.engine.client import (
     _CONNECTION,
     _EMPTY,
@@ -180,13 +181,12 @@ def exec_argv(
     env_from_caller: Sequence[str] = (),
 ) -> list[str]:
     """The `docker exec -i [-t]` command line; `enter`'s fast path execs exactly this."""
-    argv = [*_docker_command(), "exec", "--interactive", *(["--tty"] if tty else [])]
-    argv += ["--workdir", workdir] if workdir else []
-    for key, value in env.items():
-        argv += ["--env", f"{key}={value}"]
-    for key in env_from_caller:
-        argv += ["--env", key]
-    return [*argv, name, *command]
+    return [
+        *_docker_command(),
+        *exec_args(
+            name, command, tty=tty, workdir=workdir, env=env, env_from_caller=env_from_caller
+        ),
+    ]
 
 
 def exec_detached(

@@ -18,17 +18,19 @@ from bakery.engine import run as engine_run
 
 UpArgs = Callable[..., list[str]]
 
-# Runs the real entry point with os.execvp replaced by a recorder: prints what would be exec'd.
+# Runs the real entry point, build.py, with os.execvp replaced by a recorder: prints what would
+# be exec'd and which of bakery's modules and Docker libraries had been imported by then.
 FAST = """\
-import json, os, sys
+import json, os, runpy, sys
 def record(file, argv):
     loaded = [m for m in ("python_on_whales", "pydantic") if m in sys.modules]
-    print(json.dumps({"argv": argv, "loaded": loaded}))
+    bakery = sorted(m for m in sys.modules if m.startswith("bakery"))
+    print(json.dumps({"argv": argv, "loaded": loaded, "bakery": bakery}))
     sys.stdout.flush()
     os._exit(0)
 os.execvp = record
-from bakery.cli import main
-sys.exit(main(sys.argv[1:], exec_enter=True))
+sys.argv = ["build.py", *sys.argv[1:]]
+runpy.run_path("build.py", run_name="__main__")
 """
 
 
@@ -73,6 +75,7 @@ def test_fast_path_execs_what_the_slow_path_runs_without_a_docker_library(
     monkeypatch.chdir(ROOT)
     assert fast["argv"] == slow_path_argv(argv, monkeypatch)
     assert fast["loaded"] == []
+    assert "bakery.cli" not in fast["bakery"]
 
 
 def test_fast_path_leaves_the_shell_to_the_slow_path(

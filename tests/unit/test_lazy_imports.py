@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bakery import devbox, engine
+from bakery import engine
+from bakery.devbox import fast
 from bakery.engine import client, images
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,10 +104,10 @@ def test_image_info_reads_docker_inspect_json() -> None:
 def test_fast_enter_takes_only_name_workspace_and_command(
     argv: list[str], expected: tuple[str | None, str, list[str]] | None
 ) -> None:
-    parsed = devbox.enter._fast_enter_args(argv)
+    parsed = fast._fast_enter_args(argv)
     if expected is None:
         assert parsed is None
         return
     assert parsed is not None
     name, workspace, command = expected
-    assert parsed == (name, Path(workspace).resolve(), command)
+    assert parsed == (name, str(Path(workspace).resolve()), command)
