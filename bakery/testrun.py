@@ -100,7 +100,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     results: list[SuiteResult] = []
     junit_dir = root / args.results
     for v in variants:
-        image = f"{args.repository or v.project.repository}:{v.tag}"
+        image = v.ref(args.repository)
         console.print(f"{v.id}: testing {image}")
         results += run_variant(v, image, root, junit_dir, args)
     write_results(results, junit_dir / "results.json")
@@ -274,7 +274,7 @@ def record_tested(
     for v in variants:
         mine = [r for r in results if r.variant == v.id]
         reasons = untested_reasons(v, mine)
-        info = engine.inspect_image(f"{args.repository or v.project.repository}:{v.tag}")
+        info = engine.inspect_image(v.ref(args.repository))
         if info is None:
             reasons = reasons or ["the image is gone"]
         if reasons or info is None:

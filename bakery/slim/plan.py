@@ -76,7 +76,7 @@ def plan_slim(args: argparse.Namespace, default_command: tuple[str, ...] = ()) -
         raise UsageError("--host-env is for slim images", fix="add --slim")
     host_env = inspect_host_env(args.host_env) if slim else None
     v = choose_variant(_variants(args, "slim" if slim else "full"), host_env)
-    image = f"{args.repository or v.project.repository}:{v.tag}"
+    image = v.ref(args.repository)
     problems = env_problems(host_env, v) if host_env is not None else []
     if host_env is not None and problems:  # before device access: the env's faults come first
         raise refuse(host_env, image, problems)

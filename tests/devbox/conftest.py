@@ -39,7 +39,7 @@ def devbox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevboxIma
     cpu = next(v for v in variants if v.accelerator == "cpu" and v.flavour == "full")
     rocm = next(v for v in variants if v.accelerator == "rocm" and v.flavour == "full")
     repository = f"bakery-devbox-test-{uuid.uuid4().hex[:8]}/bakery"
-    refs = (f"{repository}:{cpu.tag}", f"{repository}:{rocm.tag}")
+    refs = (cpu.ref(repository), rocm.ref(repository))
     build_test_image(tmp_path_factory.mktemp("devbox-image"), refs[0], cpu.id)
     docker("tag", refs[0], refs[1])
     try:

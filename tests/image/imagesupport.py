@@ -87,7 +87,7 @@ def images_under_test(config: pytest.Config) -> list[ImageUnderTest | str]:
             raise pytest.UsageError(
                 f"--variant {vid}: not in matrix.toml (see `python build.py list`)"
             )
-        ref = f"{repository}:{by_id[vid].tag}"
+        ref = by_id[vid].ref(repository)
         labels = image_labels(ref)
         found.append(
             ImageUnderTest(ref, by_id[vid], labels)
@@ -97,7 +97,7 @@ def images_under_test(config: pytest.Config) -> list[ImageUnderTest | str]:
     if found:
         return found
     for v in matrix.variants:
-        ref = f"{repository}:{v.tag}"
+        ref = v.ref(repository)
         labels = image_labels(ref)
         if labels is not None:
             found.append(ImageUnderTest(ref, v, labels))
