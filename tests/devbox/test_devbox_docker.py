@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from devbox_support import (
+from support.devbox import (
     MATRIX,
     ROOT,
     TEST_UID,
@@ -19,15 +19,17 @@ from devbox_support import (
     Pty,
     build_test_image,
     container_names,
-    docker,
     inspect,
     make_char_device,
-    wait_until,
 )
+from support.dockercli import docker
+from support.wait import wait_until
 
 from bakery import devbox, engine
 from bakery.cli import main
 from bakery.matrix import load_matrix
+
+pytestmark = pytest.mark.docker
 
 UpArgs = Callable[..., list[str]]
 

@@ -10,11 +10,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from devbox_support import ROOT, inspect
+from support.devbox import ROOT, inspect
 
 from bakery import devbox
 from bakery.cli import main
-from bakery.engine import run as engine_run
+
+pytestmark = pytest.mark.docker
 
 UpArgs = Callable[..., list[str]]
 
@@ -57,7 +58,7 @@ def slow_path_argv(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str
             ran.append(list(command))
         return real_run(command, **kwargs)
 
-    monkeypatch.setattr(engine_run.subprocess, "run", recording_run)  # exec_interactive's
+    monkeypatch.setattr(subprocess, "run", recording_run)  # bakery.engine.run: exec_interactive's
     assert main(argv) == 0
     assert len(ran) == 1, ran
     return ran[0]

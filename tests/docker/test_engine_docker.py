@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import BASE_TAG, ctrl_c_when, pids_running, wait_until, write_dockerfile
+from support.ci import require_image
+from support.dockercli import BASE_TAG
+from support.engine_tests import ctrl_c_when, pids_running, write_dockerfile
+from support.wait import wait_until
 
 from bakery import base, engine
 from bakery.errors import DockerError, EngineMissingError, UsageError
@@ -415,8 +418,7 @@ def test_build_py_run_with_the_name_of_a_users_container_leaves_it(
     variant = next(
         v for v in load_matrix(root / "matrix.toml").variants if v.id == "2.13.0-cpu-py3.11"
     )
-    if engine.inspect_image(variant.image) is None:
-        pytest.skip(f"{variant.image} is not built (python build.py --variant {variant.id})")
+    require_image(variant.image, f"python build.py --variant {variant.id}")
     info = engine.inspect_container(users_container)
     assert info is not None
     argv = [

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from slim_support import (
+from support.slim import (
     CONTAINER_GID,
     CONTAINER_UID,
     build_py,
