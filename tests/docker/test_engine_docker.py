@@ -332,9 +332,9 @@ def test_a_build_started_after_cancel_stops_at_once(
 
 
 def test_run_container_separates_streams_and_removes_container(
-    base_image: base.BaseResult, unique: str
+    base_image: base.BaseResult, unique: str, new_name: Callable[[], str]
 ) -> None:
-    name = f"bakery-test-{unique}"
+    name = new_name()  # removed by the fixture too, should the check below fail
     result = engine.run_container(
         BASE_TAG,
         ["bash", "-c", 'echo "out $GREETING"; echo err >&2; exit 7'],
@@ -346,8 +346,10 @@ def test_run_container_separates_streams_and_removes_container(
     assert not engine.container_exists(name)
 
 
-def test_run_container_timeout_kills_and_removes(base_image: base.BaseResult, unique: str) -> None:
-    name = f"bakery-test-{unique}"
+def test_run_container_timeout_kills_and_removes(
+    base_image: base.BaseResult, new_name: Callable[[], str]
+) -> None:
+    name = new_name()
     with pytest.raises(DockerError) as caught:
         engine.run_container(BASE_TAG, ["sleep", "300"], name=name, timeout=2)
     assert "timed out" in caught.value.what
@@ -397,9 +399,9 @@ def test_run_foreground_with_a_taken_name_leaves_that_container(users_container:
 
 
 def test_run_foreground_removes_its_own_container_when_it_times_out(
-    base_image: base.BaseResult, unique: str
+    base_image: base.BaseResult, new_name: Callable[[], str]
 ) -> None:
-    name = f"trust-data-run-{unique}"
+    name = new_name()
     spec = engine.ContainerSpec(
         name=name, image=BASE_TAG, command=("sleep", "300"), user="0:0", workdir="/"
     )

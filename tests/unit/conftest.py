@@ -5,7 +5,8 @@ This lives one folder up so that mypy, which checks every test folder in one run
 
 With a host torch (installed before the set-up; `.venv` then sees it) they run here. Without one
 they are not collected here: tests/docker/test_stylelora_in_image.py runs this folder inside the
-built cpu image, which has torch and the training stack, and skips with a reason when it cannot.
+built cpu image, which has torch and the training stack (without that image it skips, or fails
+under CI=true).
 """
 
 import importlib.util
