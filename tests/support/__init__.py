@@ -13,5 +13,6 @@ Imported as `support.<module>`; test folders hold only tests and their conftest.
 - registry: a real registry with htpasswd auth, and a bridge into the offline daemon's namespace.
 - engine_tests: Dockerfiles on the local base, Ctrl+C at a condition, tar contents (tests/docker).
 - bundles, images, devbox, slim: the helpers of the bundle, image, dev-container and slim suites.
+- slim_env: stand-in host environments (and a slim plan over one) for tests/unit's slim tests.
 - project_copy, standin_index: a copy of the project to build, a stand-in accelerator index.
 """
