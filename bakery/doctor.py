@@ -315,7 +315,7 @@ def check_images(
         return [Check("images", SKIP, "needs the Docker daemon")], []
     checks, built = [], []
     for v in variants:
-        ref = f"{repository}:{v.tag}"
+        ref = v.ref(repository)
         image = engine.inspect_image(ref)
         if image is None:
             status = FAIL if explicit else WARN

@@ -77,7 +77,7 @@ def test_images(options: SuiteOptions) -> int:
     results: list[SuiteResult] = []
     junit_dir = root / options.results
     for v in variants:
-        image = f"{options.repository or v.project.repository}:{v.tag}"
+        image = v.ref(options.repository)
         console.print(f"{v.id}: testing {image}")
         results += run_variant(v, image, root, junit_dir, options)
     write_results(results, junit_dir / "results.json")
@@ -252,7 +252,7 @@ def record_tested(
     for v in variants:
         mine = [r for r in results if r.variant == v.id]
         reasons = untested_reasons(v, mine)
-        info = engine.inspect_image(f"{repository or v.project.repository}:{v.tag}")
+        info = engine.inspect_image(v.ref(repository))
         if info is None:
             reasons = reasons or ["the image is gone"]
         if reasons or info is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import tools
@@ -114,9 +115,18 @@ def _startup_comparisons(ctx: Context, result: BenchResult, reps: int) -> None:
         )  # fmt: skip
         command = tools.bakery_command(*args)
         sides = {
-            BASELINE: lambda rep, c=c: c.baseline.samples.append(Sample(timed_run(bare))),
-            BAKERY: lambda rep, c=c, command=command: c.bakery.samples.append(
-                Sample(timed_run(command, cwd=ctx.root))
-            ),
+            BASELINE: _timed_into(c.baseline.samples, bare),
+            BAKERY: _timed_into(c.bakery.samples, command, cwd=ctx.root),
         }
         interleaved(sides, reps, ctx.log)
+
+
+def _timed_into(
+    samples: list[Sample], command: list[str], cwd: Path | None = None
+) -> Callable[[int], None]:
+    """One side of an interleaved comparison: time `command`, append the sample."""
+
+    def side(_rep: int) -> None:
+        samples.append(Sample(timed_run(command, cwd=cwd)))
+
+    return side

@@ -8,7 +8,7 @@ to the training code and a rebuild, three ways to carry the new image:
 - baseline:            `docker save NEW | gzip > new.tar.gz`, loaded with `gunzip -c | docker load`
 
 Bytes are the files to carry (a bundle's archive + manifest.json + load.sh). Load time is measured
-on a second, isolated Docker daemon playing the offline server (tests/bundle/offline_daemon.py:
+on a second, isolated Docker daemon playing the offline server (tests/support/offline_daemon.py:
 own data root, exec root, socket and network namespace, `--bridge=none --iptables=false
 --ip-masq=false`): bakery's side is `python build.py load DIR --no-probe` (which verifies the
 archive's size and sha256 before loading), the baseline's `gunzip -c | docker load`. Before each
@@ -36,7 +36,7 @@ from bench.tools import CPU_VARIANT, Context
 NAME = "offline"
 TITLE = "Carrying a code change to an offline server"
 GZIP, DELTA, FULL = "docker save | gzip", "bakery delta bundle", "bakery full bundle"
-DAEMON_HELPER = Path("tests") / "bundle" / "offline_daemon.py"
+DAEMON_HELPER = Path("tests") / "support" / "offline_daemon.py"
 
 
 def bundle_bytes(directory: Path) -> int:
@@ -44,7 +44,7 @@ def bundle_bytes(directory: Path) -> int:
 
 
 def load_helper(root: Path) -> ModuleType | None:
-    """tests/bundle/offline_daemon.py, loaded by path (tests/ is not a package)."""
+    """tests/support/offline_daemon.py, loaded by path (tests/ is not a package)."""
     path = root / DAEMON_HELPER
     if not path.is_file():
         return None

@@ -23,8 +23,8 @@ if "$PY" -c 'import torch' 2>/dev/null; then
 else
   # The set-up never downloads torch; without it stylelora's types cannot be checked here (its
   # tests then run inside the cpu image: tests/docker/test_stylelora_in_image.py).
-  echo "check: no torch in $PY: mypy checks bakery and its tests; stylelora where torch is installed" >&2
-  "$PY" -m mypy bakery build.py tests/unit --exclude '^tests/unit/training/'
+  echo "check: no torch in $PY: mypy checks bakery, tests and bench; stylelora where torch is installed" >&2
+  "$PY" -m mypy bakery build.py tests bench --exclude '^tests/unit/training/'
 fi
 "$PY" build.py generate --check
 

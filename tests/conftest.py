@@ -1,8 +1,12 @@
-"""Options shared by every test folder (pytest reads addoption only from top-level conftests)."""
+"""Options and fixtures shared by every test folder (pytest reads addoption and pytest_plugins
+only from top-level conftests). This file also puts tests/ on sys.path, so every folder imports
+the shared helpers as `support.<module>` (tests/support/__init__.py lists them)."""
 
 from __future__ import annotations
 
 import pytest
+
+pytest_plugins = ["support.fixtures"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -100,7 +100,7 @@ def plan_builds(variants: Sequence[Variant], options: BuildOptions) -> list[Buil
         mapped = options.base_map.get(v.base_ref) or options.base_map.get(v.base)
         steps.append(BuildStep(
             variant=v, dockerfile=Path("images") / v.id / "Dockerfile",
-            image=f"{repository}:{v.tag}", torch_source=source, torch_source_reason=reason,
+            image=v.ref(repository), torch_source=source, torch_source_reason=reason,
             build_args=args, base_context=(v.base_ref, mapped) if mapped else None,
             log_path=options.root / options.log_dir / f"{v.id}-{stamp}.log",
             interpreter_source=interpreter_source,

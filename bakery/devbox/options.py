@@ -201,18 +201,18 @@ def choose_variant(
     def rank(v: Variant) -> tuple[bool, Version, Version]:
         return (v.flavour == "full", Version(v.torch), Version(v.python))
 
-    built = [v for v in variants if exists(f"{repository}:{v.tag}")]
+    built = [v for v in variants if exists(v.ref(repository))]
     if not built:
         best = max(variants, key=rank)
         raise BakeryError(
-            f"no image of the selection is built here ({len(variants)} variants, e.g. {repository}:{best.tag})",
+            f"no image of the selection is built here ({len(variants)} variants, e.g. {best.ref(repository)})",
             fix=f"build one first: `python build.py --variant {best.id}`",
         )
     chosen = max(built, key=rank)
     note = ""
     if len(variants) > 1:
         note = f"{len(variants)} variants match ({len(built)} built here); using {chosen.id} — pick another with --variant"
-    return chosen, f"{repository}:{chosen.tag}", note
+    return chosen, chosen.ref(repository), note
 
 
 def _prepare_dir(path: Path, user: HostUser) -> None:

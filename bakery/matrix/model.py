@@ -51,7 +51,11 @@ class Variant:
 
     @property
     def image(self) -> str:
-        return f"{self.project.repository}:{self.tag}"
+        return self.ref()
+
+    def ref(self, repository: str | None = None) -> str:
+        """The full image reference `<repository>:<tag>`; the matrix's repository when None/''."""
+        return f"{repository or self.project.repository}:{self.tag}"
 
     @property
     def base_ref(self) -> str:

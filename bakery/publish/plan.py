@@ -94,7 +94,7 @@ def plan_push(
     repository = request.repository or matrix.project.repository
     steps, missing = [], []
     for v in variants:
-        source = f"{repository}:{v.tag}"
+        source = v.ref(repository)
         info = engine.inspect_image(source)
         if info is None:
             missing.append(f"{source} (python build.py --variant {v.id})")
@@ -127,9 +127,7 @@ def push_steps(
         )
         moving = moving_tags(matrix.variants, default_pythons(request.matrix))
         repository = request.repository or matrix.project.repository
-        return [
-            PushStep(v, f"{repository}:{v.tag}", "", False, tags_for(v, moving)) for v in variants
-        ]
+        return [PushStep(v, v.ref(repository), "", False, tags_for(v, moving)) for v in variants]
     engine.check_engine()
     return plan_push(matrix, variants, request)
 

@@ -93,7 +93,7 @@ def plan_slim(request: SlimRequest, default_command: tuple[str, ...] = ()) -> Sl
         raise UsageError("--host-env is for slim images", fix="add --slim")
     host_env = inspect_host_env(request.host_env) if request.host_env is not None else None
     v = choose_variant(_variants(request, "slim" if slim else "full"), host_env)
-    image = f"{request.repository or v.project.repository}:{v.tag}"
+    image = v.ref(request.repository)
     problems = env_problems(host_env, v) if host_env is not None else []
     if host_env is not None and problems:  # before device access: the env's faults come first
         raise refuse(host_env, image, problems)

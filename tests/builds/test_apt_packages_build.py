@@ -7,14 +7,14 @@ Builds the slim cpu variant (no torch download) from the local Debian base, with
 from __future__ import annotations
 
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from project_copy import BASE_MAP, CPU_VARIANT, copy_project
-from testsupport import in_ci
+from support.ci import require_daemon
+from support.dockercli import docker, run_container
+from support.project_copy import BASE_MAP, CPU_VARIANT, copy_project
 
 from bakery.cli import main
 
@@ -22,23 +22,14 @@ pytestmark = [pytest.mark.docker]
 VARIANT = f"{CPU_VARIANT}-slim"
 
 
-def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-
-
 @pytest.fixture
 def image() -> Iterator[str]:
-    if docker("info").returncode != 0:
-        if in_ci():
-            pytest.fail("CI needs a Docker engine")
-        pytest.skip("no Docker daemon answers (sudo scripts/install-engine.sh)")
-    if docker("image", "inspect", BASE_MAP.split("=")[1]).returncode != 0:
+    require_daemon()
+    if docker("image", "inspect", BASE_MAP.split("=")[1], check=False).returncode != 0:
         assert main(["base"]) == 0
     ref = f"rocm-offline-test/apt-{uuid.uuid4().hex[:8]}:{VARIANT}"
     yield ref
-    docker("rmi", ref)
+    docker("rmi", ref, check=False)
 
 
 def with_jq(text: str) -> str:
@@ -59,7 +50,9 @@ def test_apt_packages_are_installed_without_leaving_the_apt_cache(
     ])  # fmt: skip
     assert code == 0
     probe = "dpkg-query -W -f '${Status}' jq; ls /var/cache/apt/archives/*.deb /var/lib/apt/lists/*_Packages* 2>/dev/null | wc -l"
-    result = docker("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", probe)
+    result = run_container(
+        "--network", "none", "--entrypoint", "sh", image, "-c", probe, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[0].startswith("install ok installed")
     assert result.stdout.strip().endswith("0"), result.stdout

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from project_copy import BASE_MAP, copy_project
-from testsupport import in_ci
+from support.ci import require_daemon
+from support.project_copy import BASE_MAP, copy_project
 
 from bakery import engine
 from bakery.bake import BAKE_FILE, target_name
@@ -37,10 +37,7 @@ def run(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def daemon() -> None:
-    if not engine.daemon_answers():
-        if in_ci():
-            pytest.fail("CI needs a Docker engine")
-        pytest.skip("no Docker daemon answers (sudo scripts/install-engine.sh)")
+    require_daemon()
 
 
 @pytest.fixture

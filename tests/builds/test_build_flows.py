@@ -10,44 +10,28 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from project_copy import BASE_MAP, CPU_VARIANT, ROOT, copy_project
-from testsupport import in_ci
+from support.ci import require_daemon
+from support.dockercli import docker
+from support.project_copy import BASE_MAP, CPU_VARIANT, ROOT, copy_project
 
 from bakery.cli import main
 
-pytestmark = [pytest.mark.docker]
-
-
-def docker(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
+pytestmark = [pytest.mark.docker, pytest.mark.slow]  # builds the cpu image when missing
 
 
 @pytest.fixture(scope="module")
 def cpu_image_built() -> str:
     """The real cpu variant, built with bakery (cached after the first time)."""
-    if docker("info").returncode != 0:
-        if in_ci():
-            pytest.fail("CI needs a Docker engine")
-        pytest.skip("no Docker daemon answers (sudo scripts/install-engine.sh)")
+    require_daemon()
     code = main(
         ["--matrix", str(ROOT / "matrix.toml"), "--variant", CPU_VARIANT, "--bootstrap-base"]
     )
     assert code == 0, "the cpu variant must build"
     return CPU_VARIANT
-
-
-@pytest.fixture
-def tagged() -> Iterator[list[str]]:
-    refs: list[str] = []
-    yield refs
-    for ref in refs:
-        docker("rmi", ref)
 
 
 def touch_training_code(project: Path) -> None:
@@ -61,7 +45,7 @@ def touch_training_code(project: Path) -> None:
 def test_code_change_rebuilds_only_the_code_layer_and_leaks_no_secret(
     cpu_image_built: str,
     tmp_path: Path,
-    tagged: list[str],
+    forget_images: Callable[[str], str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -74,7 +58,7 @@ def test_code_change_rebuilds_only_the_code_layer_and_leaks_no_secret(
     )
     monkeypatch.setenv("HF_TOKEN", token_marker)
     repository = f"bakery-test/rebuild-{uuid.uuid4().hex[:8]}"
-    tagged.append(f"{repository}:{cpu_image_built}")
+    forget_images(f"{repository}:{cpu_image_built}")
     capsys.readouterr()
     code = main(["--matrix", str(project / "matrix.toml"), "--variant", cpu_image_built, "--base-map", BASE_MAP,
                  "--repository", repository, "--ca-cert", str(fake_ca), "--json"])  # fmt: skip
@@ -99,7 +83,7 @@ def assert_absent_from_image(ref: str, markers: list[str], tmp_path: Path) -> No
     history = docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", ref).stdout
     inspect = docker("image", "inspect", ref).stdout
     archive = tmp_path / "image.tar"
-    assert docker("save", "-o", str(archive), ref).returncode == 0
+    assert docker("save", "-o", str(archive), ref, timeout=600, check=False).returncode == 0
     extract = tmp_path / "layers"
     extract.mkdir()
     subprocess.run(["tar", "-xf", str(archive), "-C", str(extract)], check=True, timeout=600)
@@ -118,8 +102,7 @@ def assert_absent_from_image(ref: str, markers: list[str], tmp_path: Path) -> No
 def test_unreachable_base_without_mapping_is_explained(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if docker("info").returncode != 0 and not in_ci():
-        pytest.skip("no Docker daemon answers")
+    require_daemon()
     project = copy_project(tmp_path / "project")
     code = main(["--matrix", str(project / "matrix.toml"), "--variant", CPU_VARIANT, "--no-host-pip",
                  "--torch-source", "index", "--repository", "bakery-test/nobase"])  # fmt: skip
@@ -161,17 +144,19 @@ def test_failing_pip_step_reports_pip_and_the_log(
         if "full log: " in line
     )
     assert Path(log.rstrip(";")).is_file()
-    assert docker("image", "inspect", f"bakery-test/badpip:{cpu_image_built}").returncode != 0, (
-        "nothing is tagged"
-    )
+    assert (
+        docker("image", "inspect", f"bakery-test/badpip:{cpu_image_built}", check=False).returncode
+        != 0
+    ), "nothing is tagged"
 
 
 def test_jobs_builds_several_variants_at_once(
-    cpu_image_built: str, tagged: list[str], capsys: pytest.CaptureFixture[str]
+    cpu_image_built: str, forget_images: Callable[[str], str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     repository = f"bakery-test/jobs-{uuid.uuid4().hex[:8]}"
     variants = [cpu_image_built, f"{cpu_image_built}-slim"]
-    tagged.extend(f"{repository}:{v}" for v in variants)
+    for variant in variants:
+        forget_images(f"{repository}:{variant}")
     capsys.readouterr()
     code = main(["--matrix", str(ROOT / "matrix.toml"), *(a for v in variants for a in ("--variant", v)),
                  "--jobs", "2", "--bootstrap-base", "--repository", repository, "--json"])  # fmt: skip
@@ -180,6 +165,6 @@ def test_jobs_builds_several_variants_at_once(
     results = json.loads(captured.out)
     assert sorted(r["variant"] for r in results) == sorted(variants)
     for r in results:
-        assert docker("image", "inspect", r["image"]).returncode == 0, (
+        assert docker("image", "inspect", r["image"], check=False).returncode == 0, (
             f"{r['image']} was not tagged"
         )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from project_copy import BASE_MAP, ROOT
-from testsupport import in_ci
+from support.ci import require_daemon
+from support.project_copy import BASE_MAP, ROOT
 
-from bakery import engine
 from bakery.cli import main
 from bakery.errors import EXIT_USAGE
 
@@ -16,10 +15,7 @@ SLIM = "2.13.0-cpu-py3.11-slim"
 
 @pytest.fixture(autouse=True)
 def daemon() -> None:
-    if not engine.daemon_answers():
-        if in_ci():
-            pytest.fail("CI needs a Docker engine")
-        pytest.skip("no Docker daemon answers (sudo scripts/install-engine.sh)")
+    require_daemon()
 
 
 def dry_run(*extra: str) -> int:

@@ -21,7 +21,6 @@ What it does not prove: anything about real ROCm wheels (size, GPU code, pytorch
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import uuid
@@ -31,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from standin_index import (
+from support.ci import require_daemon
+from support.standin_index import (
     HIP_VERSION,
     PYPI_INDEX,
     ROCM_INDEX,
     StandinIndex,
     make_standin_index,
 )
-from testsupport import in_ci
 
 from bakery import base, build, cli, engine
 from bakery.build import verify as read_back
@@ -64,14 +63,7 @@ ROCM_VISION_WHEEL = "torchvision-0.24.1+rocm6.3-py3-none-any.whl"
 
 @pytest.fixture(scope="module", autouse=True)
 def docker_engine() -> engine.EngineInfo:
-    if not engine.daemon_answers():
-        reason = (
-            f"no Docker daemon answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', '<unset>')}); "
-            "start one with `sudo scripts/install-engine.sh`"
-        )
-        if in_ci():
-            pytest.fail(f"CI needs a Docker engine: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_daemon()
     return engine.check_engine()
 
 

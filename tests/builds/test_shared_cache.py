@@ -20,7 +20,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,18 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from project_copy import BASE_MAP, copy_project
-from testsupport import in_ci
+from support.ci import require_daemon
+from support.dockercli import BASE_TAG
+from support.offline_daemon import OfflineDaemon, offline_daemon
+from support.project_copy import BASE_MAP, copy_project
 
 from bakery import engine
 from bakery.cli import main
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundle"))
-from offline_daemon import OfflineDaemon, offline_daemon
-
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 SLIM = "2.13.0-cpu-py3.11-slim"
-BASE = "bakery/debian:bookworm"
+BASE = BASE_TAG
 REGISTRY = "127.0.0.1:5000"  # loopback of B's own namespace: no collision with the host's
 READY_TIMEOUT = 60.0
 
@@ -71,10 +69,7 @@ class NetnsRegistry:
 
 @pytest.fixture
 def daemon_b(tmp_path: Path) -> Iterator[OfflineDaemon]:
-    if not engine.daemon_answers():
-        if in_ci():
-            pytest.fail("CI needs a Docker engine")
-        pytest.skip("no Docker daemon answers (sudo scripts/install-engine.sh)")
+    require_daemon()
     for tool in ("skopeo", "docker-registry", "nsenter"):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed (scripts/setup.sh installs it)")

@@ -14,16 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bundle_support import (
+from support.bundles import (
     CHANGED_DOCKERFILE,
     SMALL_DOCKERFILE,
     SmallImages,
     build_image,
     run_main,
-    skip_or_fail,
     write_small_context,
 )
-from offline_daemon import OfflineDaemon, OfflineDaemonError, offline_daemon
+from support.ci import require_daemon, skip_or_fail
+from support.offline_daemon import OfflineDaemon, OfflineDaemonError, offline_daemon
 
 from bakery import base, engine
 
@@ -31,8 +31,7 @@ from bakery import base, engine
 @pytest.fixture(scope="session", autouse=True)
 def build_machine() -> None:
     """The default daemon must answer, and the tools bundles need must be there."""
-    if not engine.daemon_answers():
-        skip_or_fail("no Docker daemon answers (start one with `sudo scripts/install-engine.sh`)")
+    require_daemon()
     for tool in ("zstd", "dockerd", "unshare", "sha256sum"):
         if shutil.which(tool) is None:
             skip_or_fail(f"`{tool}` is not installed")

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from bundle_support import ROOT, build_image, run_main, skip_or_fail
-from offline_daemon import OfflineDaemon, offline_daemon
+from support.bundles import ROOT, build_image, run_main
+from support.ci import skip_or_fail
+from support.offline_daemon import OfflineDaemon, offline_daemon
 
 from bakery import bundle, engine
 from bakery.errors import EXIT_BUNDLE

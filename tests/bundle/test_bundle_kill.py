@@ -9,7 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bundle_support import SmallImages, run_main, size_of, start_save, wait_until
+from support.bundles import POLL_SECONDS, SmallImages, run_main, size_of, start_save
+from support.wait import wait_until
 
 from bakery import bundle
 from bakery.errors import EXIT_BUNDLE
@@ -53,6 +54,7 @@ def kill_at(point: str, out: Path, image: str, full_size: int) -> None:
             lambda: KILL_POINTS[point](out, full_size) or process.poll() is not None,
             timeout=120,
             what=f"the save to reach {point}",
+            interval=POLL_SECONDS,
         )
         assert process.poll() is None, f"the save finished before {point}: cannot kill it there"
         os.kill(process.pid, signal.SIGKILL)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bundle_support import (
+from support.bundles import (
     SmallImages,
     copy_bundle,
     docker_calls,
@@ -19,7 +19,7 @@ from bundle_support import (
     run_main,
     truncate,
 )
-from offline_daemon import OfflineDaemon
+from support.offline_daemon import OfflineDaemon
 
 from bakery import bundle, engine
 from bakery.errors import EXIT_BUNDLE

@@ -14,20 +14,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from devbox_support import MATRIX, TEST_UID, DevboxImage, build_test_image, docker
+from support.ci import require_daemon
+from support.devbox import MATRIX, TEST_UID, DevboxImage, build_test_image
+from support.dockercli import docker
 
-from bakery import base, engine
+from bakery import base
 from bakery.matrix import load_matrix
 
 
 @pytest.fixture(scope="session", autouse=True)
 def devbox_engine() -> None:
-    if engine.daemon_answers():
-        return
-    reason = f"no Docker daemon answers (DOCKER_HOST={os.environ.get('DOCKER_HOST', '<unset>')})"
-    if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-        pytest.fail(f"CI needs a Docker engine: {reason}", pytrace=False)
-    pytest.skip(f"{reason}; start one with `sudo scripts/install-engine.sh`")
+    require_daemon()
 
 
 @pytest.fixture(scope="session")
@@ -39,27 +36,13 @@ def devbox_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevboxIma
     cpu = next(v for v in variants if v.accelerator == "cpu" and v.flavour == "full")
     rocm = next(v for v in variants if v.accelerator == "rocm" and v.flavour == "full")
     repository = f"bakery-devbox-test-{uuid.uuid4().hex[:8]}/bakery"
-    refs = (f"{repository}:{cpu.tag}", f"{repository}:{rocm.tag}")
+    refs = (cpu.ref(repository), rocm.ref(repository))
     build_test_image(tmp_path_factory.mktemp("devbox-image"), refs[0], cpu.id)
     docker("tag", refs[0], refs[1])
     try:
         yield DevboxImage(repository, cpu.id, rocm.id, refs)
     finally:
         docker("image", "rm", "--force", *refs, check=False)
-
-
-@pytest.fixture
-def new_name() -> Iterator[Callable[[], str]]:
-    """Unique container names; every one is force-removed when the test ends."""
-    names: list[str] = []
-
-    def make() -> str:
-        names.append(f"bakery-devbox-test-{uuid.uuid4().hex[:10]}")
-        return names[-1]
-
-    yield make
-    if names:
-        docker("container", "rm", "--force", *names, check=False)
 
 
 @pytest.fixture

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from devbox_support import docker, wait_until
+from support.dockercli import docker
+from support.wait import wait_until
 
 from bakery.cli import main
+
+pytestmark = pytest.mark.docker
 
 UpArgs = Callable[..., list[str]]
 PROXY_SECRET = f"pr0xy-{uuid.uuid4().hex}"
@@ -19,11 +22,9 @@ INDEX = f"https://pypi.internal/simple?token={INDEX_SECRET}"
 
 
 @pytest.fixture
-def name() -> Iterator[str]:
-    """A unique container name, force-removed when the test ends."""
-    made = f"trust-input-devbox-{uuid.uuid4().hex[:10]}"
-    yield made
-    docker("container", "rm", "--force", made, check=False)
+def name(new_name: Callable[[], str]) -> str:
+    """A unique container name, force-removed when the test ends (support.fixtures)."""
+    return new_name()
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_credentials_stay_out_of_the_config_but_reach_enter_and_job(
 ) -> None:
     assert main(up_args(name)) == 0
     assert "HTTPS_PROXY, PIP_INDEX_URL hold credentials" in capfd.readouterr().err
-    config = docker("container", "inspect", name)
+    config = docker("container", "inspect", name).stdout
     assert PROXY_SECRET not in config
     assert INDEX_SECRET not in config
     assert "HF_ENDPOINT=http://hf-mirror.internal" in config  # the check can see stored settings
@@ -57,4 +58,4 @@ def test_credentials_stay_out_of_the_config_but_reach_enter_and_job(
     jobs = workspace / ".bakery" / "jobs" / name
     wait_until((jobs / f"{job_id}.exit").exists, 30, f"job {job_id} to finish")
     assert (jobs / f"{job_id}.log").read_text(encoding="utf-8").strip() == PROXY
-    assert PROXY_SECRET not in docker("container", "inspect", name)
+    assert PROXY_SECRET not in docker("container", "inspect", name).stdout

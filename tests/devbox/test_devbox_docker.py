@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from devbox_support import (
+from support.devbox import (
     MATRIX,
     ROOT,
     TEST_UID,
@@ -19,15 +19,17 @@ from devbox_support import (
     Pty,
     build_test_image,
     container_names,
-    docker,
     inspect,
     make_char_device,
-    wait_until,
 )
+from support.dockercli import docker
+from support.wait import wait_until
 
 from bakery import devbox, engine
 from bakery.cli import main
 from bakery.matrix import load_matrix
+
+pytestmark = pytest.mark.docker
 
 UpArgs = Callable[..., list[str]]
 
@@ -151,11 +153,11 @@ def test_simulated_gpu_nodes_are_passed_with_numeric_groups_and_open_for_the_use
 
 
 def test_a_simulated_gpu_node_is_closed_to_the_user_without_its_group(
-    devbox_image: DevboxImage, tmp_path: Path
+    devbox_image: DevboxImage, tmp_path: Path, new_name: Callable[[], str]
 ) -> None:
     """The check above can fail: the same node, the same user, no --group-add."""
     kfd = make_char_device(tmp_path / "kfd", 4242)
-    name = f"bakery-devbox-test-{uuid.uuid4().hex[:10]}"
+    name = new_name()
     result = engine.run_container(
         devbox_image.refs[0],
         ["sh", "-c", "exec 3<>/dev/kfd"],

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from devbox_support import MATRIX, make_char_device
+from support.devbox import MATRIX, make_char_device
 
 from bakery.cli import main
+
+pytestmark = pytest.mark.docker
 
 STATUSES = {"ok", "warn", "fail", "skip"}
 

@@ -4,17 +4,19 @@ no Docker client library imported, and nothing done when the container is not ru
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from devbox_support import ROOT, inspect
+from support.devbox import ROOT, inspect
 
 from bakery import devbox
 from bakery.cli import main
-from bakery.engine import run as engine_run
+
+pytestmark = pytest.mark.docker
 
 UpArgs = Callable[..., list[str]]
 
@@ -59,7 +61,7 @@ def slow_path_argv(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> list[str
             ran.append(list(command))
         return real_run(command, **kwargs)
 
-    monkeypatch.setattr(engine_run.subprocess, "run", recording_run)  # exec_interactive's
+    monkeypatch.setattr(subprocess, "run", recording_run)  # bakery.engine.run: exec_interactive's
     assert main(argv) == 0
     assert len(ran) == 1, ran
     return ran[0]
@@ -78,25 +80,38 @@ def test_fast_path_execs_what_the_slow_path_runs_without_a_docker_library(
     assert "bakery.cli" not in fast["bakery"]
 
 
+@pytest.fixture
+def execs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """What the fast path would exec (os.execvp recorded instead of replacing the test)."""
+    recorded: list[list[str]] = []
+    monkeypatch.setattr(os, "execvp", lambda file, argv: recorded.append(list(argv)))
+    return recorded
+
+
 def test_fast_path_leaves_the_shell_to_the_slow_path(
-    new_name: Callable[[], str], up_args: UpArgs
+    new_name: Callable[[], str], up_args: UpArgs, execs: list[list[str]]
 ) -> None:
     name = new_name()
     assert main(up_args(name)) == 0
-    assert devbox.enter_fast(["--name", name]) is None
+    devbox.enter_fast(["--name", name])
+    assert execs == []
+    devbox.enter_fast(["--name", name, "--", "true"])  # the same container, with a command
+    assert len(execs) == 1
 
 
 def test_fast_path_leaves_a_stopped_container_to_the_slow_path(
-    new_name: Callable[[], str], up_args: UpArgs
+    new_name: Callable[[], str], up_args: UpArgs, execs: list[list[str]]
 ) -> None:
     name = new_name()
     assert main(up_args(name)) == 0
     assert main(["stop", "--name", name]) == 0
-    assert devbox.enter_fast(["--name", name, "--", "true"]) is None
+    devbox.enter_fast(["--name", name, "--", "true"])
+    assert execs == []
     assert inspect(name)["State"]["Status"] == "exited", "the fast path must not start it"
 
 
 def test_fast_path_leaves_a_missing_container_to_the_slow_path(
-    new_name: Callable[[], str],
+    new_name: Callable[[], str], execs: list[list[str]]
 ) -> None:
-    assert devbox.enter_fast(["--name", new_name(), "--", "true"]) is None
+    devbox.enter_fast(["--name", new_name(), "--", "true"])
+    assert execs == []

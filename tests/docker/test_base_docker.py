@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from docker_support import BASE_TAG
+from support.dockercli import BASE_TAG
 
 from bakery import base, engine
 

@@ -6,8 +6,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from bakery import base
 from bench import tools
+
+pytestmark = pytest.mark.docker
 
 
 def test_prune_cache_records_removes_exactly_the_records_named(

@@ -14,11 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import ctrl_c_when, pids_running, wait_until, write_dockerfile
 from rich.console import Console
+from support.engine_tests import ctrl_c_when, pids_running, write_dockerfile
+from support.wait import wait_until
 
 from bakery import base, build, engine
 from bakery.matrix import load_matrix
+
+pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 

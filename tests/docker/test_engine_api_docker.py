@@ -8,10 +8,10 @@ import subprocess
 import uuid
 
 import pytest
-from docker_support import BASE_TAG
+from support.dockercli import BASE_TAG
 
 from bakery import engine
-from bakery.engine import api, client, containers, daemon, images
+from bakery.engine import api, containers, daemon, images
 
 pytestmark = pytest.mark.docker
 
@@ -33,7 +33,7 @@ def no_cli_needed(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         ran.append(list(command))
         return REAL_RUN(command, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(client.subprocess, "run", recording)
+    monkeypatch.setattr(subprocess, "run", recording)  # engine.client runs docker with it
     return ran
 
 

@@ -10,7 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import BASE_TAG, ctrl_c_when, pids_running, wait_until, write_dockerfile
+from support.ci import require_image
+from support.dockercli import BASE_TAG
+from support.engine_tests import ctrl_c_when, pids_running, write_dockerfile
+from support.wait import wait_until
 
 from bakery import base, engine
 from bakery.errors import DockerError, EngineMissingError, UsageError
@@ -329,9 +332,9 @@ def test_a_build_started_after_cancel_stops_at_once(
 
 
 def test_run_container_separates_streams_and_removes_container(
-    base_image: base.BaseResult, unique: str
+    base_image: base.BaseResult, unique: str, new_name: Callable[[], str]
 ) -> None:
-    name = f"bakery-test-{unique}"
+    name = new_name()  # removed by the fixture too, should the check below fail
     result = engine.run_container(
         BASE_TAG,
         ["bash", "-c", 'echo "out $GREETING"; echo err >&2; exit 7'],
@@ -343,8 +346,10 @@ def test_run_container_separates_streams_and_removes_container(
     assert not engine.container_exists(name)
 
 
-def test_run_container_timeout_kills_and_removes(base_image: base.BaseResult, unique: str) -> None:
-    name = f"bakery-test-{unique}"
+def test_run_container_timeout_kills_and_removes(
+    base_image: base.BaseResult, new_name: Callable[[], str]
+) -> None:
+    name = new_name()
     with pytest.raises(DockerError) as caught:
         engine.run_container(BASE_TAG, ["sleep", "300"], name=name, timeout=2)
     assert "timed out" in caught.value.what
@@ -394,9 +399,9 @@ def test_run_foreground_with_a_taken_name_leaves_that_container(users_container:
 
 
 def test_run_foreground_removes_its_own_container_when_it_times_out(
-    base_image: base.BaseResult, unique: str
+    base_image: base.BaseResult, new_name: Callable[[], str]
 ) -> None:
-    name = f"trust-data-run-{unique}"
+    name = new_name()
     spec = engine.ContainerSpec(
         name=name, image=BASE_TAG, command=("sleep", "300"), user="0:0", workdir="/"
     )
@@ -415,8 +420,7 @@ def test_build_py_run_with_the_name_of_a_users_container_leaves_it(
     variant = next(
         v for v in load_matrix(root / "matrix.toml").variants if v.id == "2.13.0-cpu-py3.11"
     )
-    if engine.inspect_image(variant.image) is None:
-        pytest.skip(f"{variant.image} is not built (python build.py --variant {variant.id})")
+    require_image(variant.image, f"python build.py --variant {variant.id}")
     info = engine.inspect_container(users_container)
     assert info is not None
     argv = [

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from bakery import base, engine
+
+pytestmark = pytest.mark.docker
 
 
 def test_image_sizes_match_inspect_image_and_name_missing_images(

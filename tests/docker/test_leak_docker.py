@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from docker_support import tar_contents, write_dockerfile
+from support.engine_tests import tar_contents, write_dockerfile
 
 from bakery import base, engine
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from support.ci import require_image
+from support.dockercli import run_container
 
-from bakery import engine
 from bakery.matrix import load_matrix
+
+pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
 VARIANT = "2.13.0-cpu-py3.11"
@@ -38,8 +40,7 @@ def _lend_pytest(folder: Path) -> Path:
 
 def _cpu_image() -> str:
     variant = next(v for v in load_matrix(REPO / "matrix.toml").variants if v.id == VARIANT)
-    if engine.inspect_image(variant.image) is None:
-        pytest.skip(f"{variant.image} is not built: `python3 build.py --variant {VARIANT}`")
+    require_image(variant.image, f"python3 build.py --variant {VARIANT}")
     return variant.image
 
 
@@ -48,13 +49,14 @@ def test_stylelora_tests_pass_inside_the_cpu_image(tmp_path: Path) -> None:
         pytest.skip("this host has torch: tests/unit/training ran on the host")
     image = _cpu_image()
     lent = _lend_pytest(tmp_path / "pytest")
-    command = [
-        *("docker", "run", "--rm", "--network", "none"),
+    done = run_container(
+        *("--network", "none"),
         *("-v", f"{REPO}:/src:ro", "-v", f"{lent}:/opt/pytest:ro", "-w", "/src"),
         *("-e", "PYTHONPATH=/opt/pytest", "-e", "PYTHONDONTWRITEBYTECODE=1"),
         *(image, "python", "-m", "pytest", "-p", "no:cacheprovider", "-q"),
         *("--rootdir=/src", "-c", "/src/pyproject.toml", "tests/unit/training"),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        timeout=TIMEOUT,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 import testinfra
-from imagesupport import ImageUnderTest
+from support.images import ImageUnderTest
 
 pytestmark = pytest.mark.docker
 

@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from imagesupport import ROOT, docker, image_labels
+from support.ci import skip_or_fail
+from support.dockercli import docker, run_container
+from support.images import ROOT, image_labels
 
 from bakery import engine
 from bakery.matrix import load_matrix
@@ -27,7 +29,7 @@ def mismatched_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     matrix = load_matrix(ROOT / "matrix.toml")
     base = f"{matrix.project.repository}:{CPU_VARIANT}"
     if image_labels(base) is None:
-        pytest.skip(f"{base} is not built (python build.py --variant {CPU_VARIANT})")
+        skip_or_fail(f"{base} is not built (python build.py --variant {CPU_VARIANT})")
     context = tmp_path_factory.mktemp("mismatch")
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(context), "torchvision==0.28.0"],
@@ -65,7 +67,5 @@ def test_pairing_suite_fails_on_the_mismatched_pair(mismatched_image: str) -> No
 
 
 def test_the_probe_names_the_broken_companion(mismatched_image: str) -> None:
-    result = docker(
-        "run", "--rm", "--network", "none", mismatched_image, "bakery-probe", check=False
-    )
+    result = run_container("--network", "none", mismatched_image, "bakery-probe", check=False)
     assert "torchvision::nms does not exist" in result.stdout

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
-from imagesupport import ImageUnderTest, as_root, docker, helper_image, host_has_gpu
+from support.dockercli import run_container
+from support.images import ImageUnderTest, as_root, helper_image, host_has_gpu
 
 pytestmark = pytest.mark.docker
 
@@ -69,16 +68,14 @@ def test_gpu_is_usable(image: ImageUnderTest, check: str) -> None:
     reason = host_has_gpu(image.variant.accelerator)
     if reason:
         pytest.skip(reason)
-    from imagesupport import run_args_for_gpu  # noqa: PLC0415
+    from support.images import run_args_for_gpu  # noqa: PLC0415
 
     script = {
         "verdict-ok": "import json,subprocess;r=json.loads(subprocess.run(['bakery-probe'],capture_output=True,text=True).stdout);assert r['verdict']=='ok',r['hint']",
         "tensor-op": "import torch;x=torch.ones(64,64,device='cuda');assert float((x@x).sum())==64**3",
         "arch-in-wheel": "import torch;p=torch.cuda.get_device_properties(0);a=getattr(p,'gcnArchName','') or f'sm_{p.major}{p.minor}';assert a.split(':')[0] in torch.cuda.get_arch_list(),a",
     }[check]
-    docker(
-        "run",
-        "--rm",
+    run_container(
         *run_args_for_gpu(image.variant.accelerator),
         image.ref,
         "python",
@@ -107,15 +104,11 @@ def simulated_node(
 
 
 def probe_with_node(image: ImageUnderTest, node: Path, *extra: str) -> dict[str, Any]:
-    name = f"bakery-probe-{uuid.uuid4().hex[:10]}"
-    try:
-        result = docker(
-            "run", "--name", name, "--network", "none", "--user", f"{TEST_UID}:{TEST_UID}",
-            "--device", f"{node}:/dev/kfd", *extra, image.ref, "bakery-probe", "--expect", "rocm",
-            check=False,
-        )  # fmt: skip
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60, check=False)
+    result = run_container(
+        "--network", "none", "--user", f"{TEST_UID}:{TEST_UID}",
+        "--device", f"{node}:/dev/kfd", *extra, image.ref, "bakery-probe", "--expect", "rocm",
+        check=False,
+    )  # fmt: skip
     report: dict[str, Any] = json.loads(result.stdout)
     return report
 

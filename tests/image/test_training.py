@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from pathlib import Path
 
 import pytest
-from imagesupport import ImageUnderTest, as_root, docker
+from support.dockercli import run_container
+from support.images import ImageUnderTest, as_root
 
 pytestmark = pytest.mark.docker
 
@@ -31,16 +31,12 @@ def test_smoke_run_as_host_user_writes_owned_readable_outputs(
 
 
 def _check_smoke_outputs(image: ImageUnderTest, out: Path) -> None:
-    name = f"bakery-smoke-{uuid.uuid4().hex[:10]}"
-    try:
-        result = docker(
-            "run", "--name", name, "--network", "none", "--user", f"{HOST_UID}:{HOST_GID}",
-            "-e", "HOME=/tmp", "-v", f"{out}:/out", image.ref,
-            "python", "-m", "stylelora", "smoke", "--output", "/out/run",
-            timeout=600, check=False,
-        )  # fmt: skip
-    finally:
-        docker("rm", "-f", name, check=False)
+    result = run_container(
+        "--network", "none", "--user", f"{HOST_UID}:{HOST_GID}",
+        "-e", "HOME=/tmp", "-v", f"{out}:/out", image.ref,
+        "python", "-m", "stylelora", "smoke", "--output", "/out/run",
+        timeout=600, check=False,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads(result.stdout.strip().splitlines()[-1])
     assert verdict["ok"] is True, verdict["checks"]

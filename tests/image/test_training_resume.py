@@ -10,13 +10,13 @@ import json
 import os
 import shlex
 import subprocess
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from imagesupport import ROOT, ImageUnderTest, docker
+from support.dockercli import docker
+from support.images import ROOT, ImageUnderTest
+from support.wait import wait_until
 
 from bakery.cli import main
 
@@ -46,19 +46,14 @@ KILL = (
 )
 
 
-def wait_for(condition: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.2)  # poll interval of a deadline-bound wait
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    wait_until(condition, timeout, what, interval=0.2)  # checkpoints come seconds apart
 
 
 @pytest.fixture
-def devbox_name() -> Iterator[str]:
-    name = f"training-devbox-{uuid.uuid4().hex[:10]}"
-    yield name
-    docker("container", "rm", "--force", name, check=False)
+def devbox_name(new_name: Callable[[], str]) -> str:
+    """The dev container's name, force-removed when the test ends (support.fixtures)."""
+    return new_name()
 
 
 def start_job(name: str, argv: list[str], capfd: pytest.CaptureFixture[str]) -> str:

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from registry_support import (
+from support.ci import require_daemon, require_image
+from support.dockercli import BASE_TAG
+from support.registry import (
     CPU_FULL,
     CPU_SLIM,
     USER,
@@ -23,7 +25,6 @@ from registry_support import (
     build_small_image,
     write_project,
 )
-from testsupport import in_ci
 
 from bakery import engine
 
@@ -31,17 +32,9 @@ from bakery import engine
 @pytest.fixture(scope="session")
 def docker_engine() -> None:
     """Skip (developer machine) or fail (CI) when no Docker daemon answers."""
-    if not engine.daemon_answers():
-        reason = "no Docker daemon answers; start one with `sudo scripts/install-engine.sh`"
-        if in_ci():
-            pytest.fail(f"CI needs a Docker engine: {reason}", pytrace=False)
-        pytest.skip(reason)
+    require_daemon()
     engine.check_engine()
-    if engine.inspect_image("bakery/debian:bookworm") is None:
-        engine_missing = "bakery/debian:bookworm is missing: run `python build.py base`"
-        if in_ci():
-            pytest.fail(engine_missing, pytrace=False)
-        pytest.skip(engine_missing)
+    require_image(BASE_TAG, "python build.py base")
 
 
 @pytest.fixture

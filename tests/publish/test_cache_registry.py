@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_support import CPU_SLIM, USER, Registry, SmallImages
+from support.registry import CPU_SLIM, USER, Registry, SmallImages
 
 from bakery import cli, engine
+
+pytestmark = pytest.mark.docker
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_MAP = "docker.io/library/debian:bookworm-slim=bakery/debian:bookworm"
@@ -28,7 +30,6 @@ def repository() -> Iterator[str]:
     engine.remove_image(f"{name}:{CPU_SLIM}")
 
 
-@pytest.mark.docker
 def test_registry_cache_logs_in_with_env_credentials_and_logs_out(
     registry: Registry, env_credentials: str, small_images: SmallImages, repository: str,
     capfd: pytest.CaptureFixture[str],

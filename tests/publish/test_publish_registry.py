@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from registry_support import (
+from support.registry import (
     CPU_FULL,
     CPU_SLIM,
     USER,
@@ -30,6 +30,8 @@ from registry_support import (
 from bakery import cli, engine, publish
 from bakery.cli import publish as publish_cli
 from bakery.errors import EXIT_DOCKER, EXIT_OK, EXIT_USAGE, DockerError
+
+pytestmark = pytest.mark.docker
 
 CPU_TAGS = [CPU_FULL, "2.13.0-cpu", "cpu", CPU_SLIM, "2.13.0-cpu-slim", "cpu-slim"]
 FAST_RETRIES = ["--retries", "2", "--retry-delay", "0.05"]
@@ -52,7 +54,6 @@ def by_tag(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {entry["tag"]: entry for entry in report["tags"]}
 
 
-@pytest.mark.docker
 def test_push_logs_in_pushes_every_tag_and_verifies_digests(
     project: Project,
     registry: Registry,
@@ -84,7 +85,6 @@ def test_push_logs_in_pushes_every_tag_and_verifies_digests(
     assert "6/6 tags published" in out
 
 
-@pytest.mark.docker
 def test_push_uses_the_docker_credential_store_without_env_variables(
     project: Project, registry: Registry, password: str, docker_config: Path
 ) -> None:
@@ -97,7 +97,6 @@ def test_push_uses_the_docker_credential_store_without_env_variables(
     assert registry.host in (docker_config / "config.json").read_text(encoding="utf-8")
 
 
-@pytest.mark.docker
 def test_wrong_password_is_a_clear_error_and_pushes_nothing(
     project: Project,
     registry: Registry,
@@ -119,7 +118,6 @@ def test_wrong_password_is_a_clear_error_and_pushes_nothing(
     assert registry_tags(registry, password, "lab/bakery") == []
 
 
-@pytest.mark.docker
 def test_push_without_credentials_names_the_tag_and_the_registry_message(
     project: Project, registry: Registry, password: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -133,7 +131,6 @@ def test_push_without_credentials_names_the_tag_and_the_registry_message(
     assert by_tag(read_report(project))[CPU_FULL]["status"] == "failed"
 
 
-@pytest.mark.docker
 def test_an_untested_image_is_refused_and_nothing_is_pushed(
     project: Project,
     registry: Registry,
@@ -153,7 +150,6 @@ def test_an_untested_image_is_refused_and_nothing_is_pushed(
     assert registry_tags(registry, env_credentials, "lab/bakery") == []
 
 
-@pytest.mark.docker
 def test_untested_overrides_the_refusal_and_says_so(
     project: Project,
     registry: Registry,
@@ -169,7 +165,6 @@ def test_untested_overrides_the_refusal_and_says_so(
     assert registry_tags(registry, env_credentials, "lab/bakery") == sorted(CPU_TAGS)
 
 
-@pytest.mark.docker
 def test_registry_stopped_mid_run_retries_then_names_the_tag_and_reports_what_made_it(
     project: Project,
     registry: Registry,
@@ -206,7 +201,6 @@ def test_registry_stopped_mid_run_retries_then_names_the_tag_and_reports_what_ma
     assert [entries[t]["status"] for t in CPU_TAGS[2:]] == ["not-attempted"] * 4
 
 
-@pytest.mark.docker
 def test_promote_copies_the_tested_digests_with_every_tag(
     project: Project,
     start_registry: Callable[[], Registry],
@@ -242,7 +236,6 @@ def test_promote_copies_the_tested_digests_with_every_tag(
         assert served.digest == tested_digest, f"{tag}: the promoted tag serves the tested digest"
 
 
-@pytest.mark.docker
 def test_promote_without_reports_refuses_images_that_were_not_tested_here(
     project: Project,
     start_registry: Callable[[], Registry],
@@ -271,7 +264,6 @@ def test_promote_without_reports_refuses_images_that_were_not_tested_here(
     assert registry_tags(release, env_credentials, "team/bakery") == sorted(CPU_TAGS[:3])
 
 
-@pytest.mark.docker
 def test_the_password_never_appears_in_output_logs_or_reports(
     project: Project,
     start_registry: Callable[[], Registry],
@@ -301,7 +293,6 @@ def test_the_password_never_appears_in_output_logs_or_reports(
     assert "BAKERY_REGISTRY_PASSWORD" not in os.environ  # so no child process saw it
 
 
-@pytest.mark.docker
 def test_push_from_a_checkout_adds_immutable_commit_and_version_tags(
     project: Project, registry: Registry, env_credentials: str, small_images: SmallImages
 ) -> None:

@@ -17,31 +17,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from registry_support import (
+from support.ci import require_image
+from support.offline_daemon import offline_daemon
+from support.registry import (
     CPU_FULL,
     REAL_CPU_IMAGE,
     USER,
     Registry,
     mark_tested,
-    offline_daemon,
     reachable_from,
     write_project,
 )
-from testsupport import in_ci
 
 from bakery import cli, engine
 from bakery.errors import EXIT_OK
+
+pytestmark = pytest.mark.docker
 
 
 @pytest.fixture
 def real_cpu_project(tmp_path: Path, docker_config: Path) -> Iterator[Path]:
     """A project whose local repository holds the real cpu image under its variant tag."""
+    require_image(REAL_CPU_IMAGE, f"python build.py --variant {CPU_FULL}")
     info = engine.inspect_image(REAL_CPU_IMAGE)
-    if info is None:
-        reason = f"{REAL_CPU_IMAGE} is not built here (python build.py --variant {CPU_FULL})"
-        if in_ci():
-            pytest.fail(f"CI builds the cpu image first: {reason}", pytrace=False)
-        pytest.skip(reason)
+    assert info is not None
     repository = f"bakery-publish-{uuid.uuid4().hex[:10]}/bakery"
     matrix = write_project(tmp_path / "project", repository)
     engine.tag_image(info.id, f"{repository}:{CPU_FULL}")
@@ -51,7 +50,6 @@ def real_cpu_project(tmp_path: Path, docker_config: Path) -> Iterator[Path]:
         engine.remove_image(f"{repository}:{CPU_FULL}", force=False)
 
 
-@pytest.mark.docker
 def test_an_empty_daemon_pulls_the_pushed_image_and_its_probe_runs_there(
     real_cpu_project: Path, registry: Registry, env_credentials: str
 ) -> None:

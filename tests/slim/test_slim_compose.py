@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slim_support import CONTAINER_GID, CONTAINER_UID, build_py, docker_compose, owned_workspace
+from support.slim import CONTAINER_GID, CONTAINER_UID, build_py, docker_compose, owned_workspace
 
 from bakery.errors import EXIT_OK
 

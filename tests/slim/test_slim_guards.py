@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from slim_support import build_py, refused_before_docker, run_slim
+from support.slim import build_py, refused_before_docker, run_slim
 
 from bakery import slim
 from bakery.errors import EXIT_ENGINE_MISSING, EXIT_GUARD, EXIT_USAGE

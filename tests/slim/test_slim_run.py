@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from slim_support import (
+from support.slim import (
     CONTAINER_GID,
     CONTAINER_UID,
     build_py,
@@ -93,9 +93,13 @@ def test_extension_needing_a_newer_glibc_is_refused(
 
 
 def test_timeout_stops_and_removes_the_container(
-    slim_image: str, host_venv: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    slim_image: str,
+    host_venv: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    new_name: Callable[[], str],
 ) -> None:
-    name = f"bakery-slim-test-{uuid.uuid4().hex[:10]}"
+    name = new_name()  # removed by the fixture too, should the check below fail
     code = build_py(
         "run", "--slim", "--host-env", str(host_venv), "--target", "cpu", "--name", name,
         "--workspace", str(owned_workspace(tmp_path / "ws")), "--timeout", "5", "--", "sleep", "120",

@@ -130,7 +130,7 @@ def test_run_with_ipc_host_drops_shm_size(
 def test_compose_gets_shm_env_and_device_ids(tmp_path: Path) -> None:
     from dataclasses import replace  # noqa: PLC0415
 
-    from test_slim_unit import CUDA_SLIM, plan  # noqa: PLC0415 - reuse the slim plan fixture
+    from support.slim_env import CUDA_SLIM, plan  # noqa: PLC0415 - reuse the slim plan helper
 
     from bakery import slim  # noqa: PLC0415
 

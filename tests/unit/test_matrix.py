@@ -381,3 +381,19 @@ def test_empty_selection_names_what_exists() -> None:
     assert "no variant matches --target rocm --python 3.13" in text
     assert "python 3.10, 3.11, 3.12" in text
     assert "python build.py list" in text
+
+
+@pytest.mark.parametrize(
+    ("repository", "expected"),
+    [
+        pytest.param(None, "{matrix}:{tag}", id="default-is-the-matrix-repository"),
+        pytest.param("", "{matrix}:{tag}", id="empty-is-the-matrix-repository"),
+        pytest.param("localhost:5000/lab/bakery", "localhost:5000/lab/bakery:{tag}", id="explicit"),
+    ],
+)
+def test_variant_ref_is_repository_colon_tag(repository: str | None, expected: str) -> None:
+    matrix = load_matrix(ROOT / "matrix.toml")
+    for v in matrix.variants:
+        want = expected.format(matrix=matrix.project.repository, tag=v.tag)
+        assert v.ref(repository) == want
+        assert v.image == v.ref()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_slim_unit import make_env
+from support.slim_env import make_env
 
 from bakery import devbox
 from bakery.cli import build_parser

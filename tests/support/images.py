@@ -1,4 +1,4 @@
-"""Helpers for the image suites: which images to test, docker calls, GPU presence.
+"""Helpers for the image suites (tests/image): which images to test, root helper, GPU presence.
 
 Images come from --image REF or --variant ID; with neither, every matrix variant whose image
 exists locally (the matrix is the only list). A variant's expectations are read from
@@ -17,9 +17,10 @@ import pytest
 
 from bakery.devbox import gpu_access, gpu_run_args
 from bakery.matrix import Variant, load_matrix
+from support.ci import skip_or_fail
+from support.dockercli import DOCKER_TIMEOUT, docker, run_container
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCKER_TIMEOUT = 120
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,6 @@ class ImageUnderTest:
         return self.variant.id
 
 
-def docker(
-    *args: str, timeout: float = DOCKER_TIMEOUT, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=check
-    )
-
-
 def as_root(folder: Path, script: str, helper_image: str) -> None:
     """Run a shell `script` as root in `folder`: directly when the tests run as root, else in a
     throwaway root container of `helper_image` with the folder mounted (hosted runners run the
@@ -47,8 +40,8 @@ def as_root(folder: Path, script: str, helper_image: str) -> None:
     if os.geteuid() == 0:
         subprocess.run(["sh", "-c", script], cwd=folder, check=True, timeout=DOCKER_TIMEOUT)
         return
-    docker(
-        "run", "--rm", "--network", "none", "--user", "0:0", "-v", f"{folder}:/w", "-w", "/w",
+    run_container(
+        "--network", "none", "--user", "0:0", "-v", f"{folder}:/w", "-w", "/w",
         "--entrypoint", "sh", helper_image, "-c", script,
     )  # fmt: skip
 
@@ -57,7 +50,7 @@ def helper_image(config: pytest.Config) -> str:
     """An image that exists here, for as_root (the first image under test)."""
     found = [i for i in images_under_test(config) if isinstance(i, ImageUnderTest)]
     if not found:
-        pytest.skip("no image under test to run the root helper in")
+        skip_or_fail("no image under test to run the root helper in")
     return found[0].ref
 
 
@@ -87,7 +80,7 @@ def images_under_test(config: pytest.Config) -> list[ImageUnderTest | str]:
             raise pytest.UsageError(
                 f"--variant {vid}: not in matrix.toml (see `python build.py list`)"
             )
-        ref = f"{repository}:{by_id[vid].tag}"
+        ref = by_id[vid].ref(repository)
         labels = image_labels(ref)
         found.append(
             ImageUnderTest(ref, by_id[vid], labels)
@@ -97,7 +90,7 @@ def images_under_test(config: pytest.Config) -> list[ImageUnderTest | str]:
     if found:
         return found
     for v in matrix.variants:
-        ref = f"{repository}:{v.tag}"
+        ref = v.ref(repository)
         labels = image_labels(ref)
         if labels is not None:
             found.append(ImageUnderTest(ref, v, labels))

@@ -1,4 +1,4 @@
-"""Helpers for the dev-container and doctor tests (a plain module: conftest is for fixtures)."""
+"""Helpers for the dev-container and doctor tests (tests/devbox)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ import os
 import select
 import shutil
 import stat
-import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from support.dockercli import BASE_TAG, docker
+
 ROOT = Path(__file__).resolve().parents[2]
 MATRIX = ROOT / "matrix.toml"
-BASE_TAG = "bakery/debian:bookworm"
 TEST_UID = 4321  # a non-root id that is nobody on this host and nobody in the image
-DOCKER_TIMEOUT = 120
 
 # A small stand-in for the real images: same user (trainer, 1000), tini ENTRYPOINT, labels and
 # WORKDIR, on the local debootstrap base. tini comes from the host's Docker (docker-init).
@@ -49,22 +47,13 @@ class DevboxImage:
     refs: tuple[str, ...]
 
 
-def docker(*args: str, check: bool = True, timeout: float = DOCKER_TIMEOUT) -> str:
-    done = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {done.returncode}: {done.stderr}")
-    return done.stdout
-
-
 def inspect(name: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = json.loads(docker("container", "inspect", name))
+    found: list[dict[str, Any]] = json.loads(docker("container", "inspect", name).stdout)
     return found[0]
 
 
 def container_names() -> set[str]:
-    return set(docker("container", "ls", "--all", "--format", "{{.Names}}").split())
+    return set(docker("container", "ls", "--all", "--format", "{{.Names}}").stdout.split())
 
 
 def build_test_image(context: Path, tag: str, variant: str) -> str:
@@ -78,16 +67,7 @@ def build_test_image(context: Path, tag: str, variant: str) -> str:
     (context / "Dockerfile").write_text(
         DOCKERFILE.format(base=BASE_TAG, variant=variant), encoding="utf-8"
     )
-    return docker("build", "--quiet", "--tag", tag, str(context), timeout=300).strip()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until it holds; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)  # poll interval of a deadline-bound wait, not a synchronisation sleep
+    return docker("build", "--quiet", "--tag", tag, str(context), timeout=300).stdout.strip()
 
 
 def make_char_device(path: Path, gid: int) -> Path:

@@ -12,22 +12,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
-from testsupport import in_ci
 
 from bakery import engine
 from bakery.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE_TAG = "bakery/debian:bookworm"
-POLL_SECONDS = 0.002  # poll interval of deadline-bound waits, not a synchronisation sleep
+POLL_SECONDS = 0.002  # the kill tests catch a partial archive at a given size: poll fast
 
 FAKE_PROBE = """#!/bin/sh
 # Prints what the real bakery-probe prints (JSON, sorted keys, indent 2), minus torch.
@@ -65,13 +60,6 @@ class SmallImages:
     a_id: str
     b: str
     b_id: str
-
-
-def skip_or_fail(reason: str) -> NoReturn:
-    """Skip on a developer machine; fail in CI, which must never pass by skipping."""
-    if in_ci():
-        pytest.fail(f"CI needs this: {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 def build_image(context: Path, dockerfile: str, tag: str) -> str:
@@ -147,14 +135,6 @@ def run_loader(
         timeout=timeout,
         check=False,
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(POLL_SECONDS)
 
 
 def start_save(image: str, output: Path) -> subprocess.Popen[bytes]:

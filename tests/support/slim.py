@@ -1,4 +1,4 @@
-"""Helpers for the slim tests (a plain module: conftest is for fixtures)."""
+"""Helpers for the slim tests (tests/slim)."""
 
 from __future__ import annotations
 

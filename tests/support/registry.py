@@ -1,9 +1,5 @@
-"""Helpers for the publish tests: a real registry with htpasswd auth, small images, test state.
-
-A plain module (conftest is for fixtures). The second, isolated Docker daemon comes from
-tests/bundle/offline_daemon.py: pytest's default "prepend" import mode puts only the folder of the
-module being imported on sys.path, so tests/bundle is added here explicitly.
-"""
+"""Helpers for the publish tests: a real registry with htpasswd auth, small images, test state,
+and a way for the offline daemon (support.offline_daemon) to reach a registry on loopback."""
 
 from __future__ import annotations
 
@@ -16,7 +12,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -27,15 +22,10 @@ from pathlib import Path
 
 from bakery import testrun
 from bakery.matrix import Variant, load_matrix
+from support.dockercli import BASE_TAG, docker
+from support.offline_daemon import OfflineDaemon
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "bundle"))
-
-from offline_daemon import OfflineDaemon, offline_daemon  # noqa: E402
-
-__all__ = ["OfflineDaemon", "offline_daemon"]
-
-BASE_TAG = "bakery/debian:bookworm"
 REAL_CPU_IMAGE = "ghcr.io/example-lab/bakery:2.13.0-cpu-py3.11"
 USER = "publisher"
 CPU_FULL = "2.13.0-cpu-py3.11"
@@ -135,15 +125,6 @@ class Registry:
             return "(no log)"
 
 
-def docker(
-    *args: str, timeout: float = 300, check: bool = True, host: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    prefix = ["docker", *(["-H", host] if host else [])]
-    return subprocess.run(
-        [*prefix, *args], capture_output=True, text=True, timeout=timeout, check=check
-    )
-
-
 def build_small_image(tag: str, marker: str, context: Path) -> str:
     """A tiny image on the local base with its own content; returns its id."""
     context.mkdir(parents=True, exist_ok=True)
@@ -231,7 +212,7 @@ CLONE_NEWNET = 0x40000000
 class LoopbackBridge:
     """Make a host port reachable at the same 127.0.0.1 port inside another network namespace.
 
-    The offline daemon lives in its own empty network namespace (tests/bundle/offline_daemon.py),
+    The offline daemon lives in its own empty network namespace (support/offline_daemon.py),
     so it cannot reach a registry on the host's loopback. This opens exactly one way in: a
     listening socket created inside that namespace (a helper thread enters it with setns(2)),
     whose connections are relayed to the host's 127.0.0.1:port. Nothing else is reachable.

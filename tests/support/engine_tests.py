@@ -1,4 +1,5 @@
-"""Helpers shared by the Docker tests (a plain module: conftest is for fixtures)."""
+"""Helpers of the engine tests (tests/docker): Dockerfiles on the local base, Ctrl+C at a
+condition, the processes running, every file in an image archive."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-BASE_TAG = "bakery/debian:bookworm"
+from support.dockercli import BASE_TAG
 
 
 def write_dockerfile(context: Path, text: str, name: str = "Dockerfile") -> Path:
@@ -20,15 +21,6 @@ def write_dockerfile(context: Path, text: str, name: str = "Dockerfile") -> Path
     dockerfile = context / name
     dockerfile.write_text(text.replace("{BASE}", BASE_TAG), encoding="utf-8")
     return dockerfile
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `condition` until it holds; AssertionError naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.05)  # poll interval of a deadline-bound wait, not a synchronisation sleep
 
 
 def pids_running(fragment: str) -> list[int]:
