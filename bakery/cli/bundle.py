@@ -66,7 +66,7 @@ def selected_refs(args: argparse.Namespace) -> tuple[str, ...]:
         )
     if chosen:
         _, variants = load_selection(args.matrix, selection)
-        refs += [f"{args.repository or v.project.repository}:{v.tag}" for v in variants]
+        refs += [v.ref(args.repository) for v in variants]
     return tuple(dict.fromkeys(refs))
 
 
