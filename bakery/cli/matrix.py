@@ -43,6 +43,11 @@ def register(add: AddParser, parents: Parents) -> None:
         raw=False,
     )
     p.add_argument("--check", action="store_true", help="fail on drift instead of writing")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="--check renders again even when nothing it reads changed since the last full check",
+    )
     p.add_argument("--template", type=Path, default=Path("Dockerfile.in"))
     p.set_defaults(handler=cmd_generate)
 
@@ -100,11 +105,30 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    if args.check and not args.no_cache and checked_unchanged(args.matrix, args.template):
+        return EXIT_OK
     return generate(args.matrix, args.template, check=args.check)
+
+
+def checked_unchanged(matrix_path: Path, template: Path) -> bool:
+    """True (and says so) when nothing generate reads or wrote changed since a full check."""
+    from bakery import rendercache  # noqa: PLC0415 - light: no jinja2, no matrix validation
+
+    root = matrix_path.resolve().parent
+    count = rendercache.checked_count(root, matrix_path, template, BAKE_FILE)
+    if count is None:
+        return False
+    err_console().print(
+        f"images/ and {BAKE_FILE} match a fresh render ({count} variants; nothing they are "
+        "rendered from changed since the last full check: --no-cache renders again)"
+    )
+    return True
 
 
 def generate(matrix_path: Path, template: Path, *, check: bool) -> int:
     """Render every variant (and the bake file); `check`: compare with what is on disk instead."""
+    from bakery import rendercache  # noqa: PLC0415
+
     matrix = load_matrix(matrix_path)
     if not template.is_file():
         raise UsageError(
@@ -125,8 +149,10 @@ def generate(matrix_path: Path, template: Path, *, check: bool) -> int:
             )
             return EXIT_FAILED
         err.print(f"images/ and {BAKE_FILE} match a fresh render ({len(matrix.variants)} variants)")
+        rendercache.remember(root, matrix_path, template, BAKE_FILE, len(matrix.variants))
         return EXIT_OK
     changed = write_rendered(files, root)
+    rendercache.remember(root, matrix_path, template, BAKE_FILE, len(matrix.variants))
     for path in changed:
         err.print(f"wrote {path}")
     err.print(f"{len(matrix.variants)} variants rendered, {len(changed)} files changed")
