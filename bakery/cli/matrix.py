@@ -9,15 +9,14 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from bakery.bake import BAKE_FILE, render_bake
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
+from bakery.defaults import BAKE_FILE
 from bakery.errors import EXIT_FAILED, EXIT_OK, UsageError
-from bakery.matrix import Variant, load_matrix, load_selection
-from bakery.render import RenderedFile, find_drift, render_matrix, write_rendered
-from bakery.ui import err_console, out_console
+
+if TYPE_CHECKING:
+    from bakery.matrix import Variant
 
 COMMANDS: tuple[str, ...] = ("list", "generate")
 
@@ -81,6 +80,11 @@ def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from rich.table import Table  # noqa: PLC0415 - lazy: --help imports no library
+
+    from bakery.matrix import load_selection  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import out_console  # noqa: PLC0415 - lazy: --help imports no library
+
     _, variants = load_selection(args.matrix, selection_of(args))
     sizes = built_sizes(variants)
     if args.json:
@@ -105,6 +109,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def generate(matrix_path: Path, template: Path, *, check: bool) -> int:
     """Render every variant (and the bake file); `check`: compare with what is on disk instead."""
+    from bakery.bake import render_bake  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.matrix import load_matrix  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.render import RenderedFile, find_drift, render_matrix, write_rendered  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     matrix = load_matrix(matrix_path)
     if not template.is_file():
         raise UsageError(
