@@ -80,16 +80,17 @@ def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from rich.table import Table  # noqa: PLC0415 - lazy: --help imports no library
-
     from bakery.matrix import load_selection  # noqa: PLC0415 - lazy: --help imports no library
-    from bakery.ui import out_console  # noqa: PLC0415 - lazy: --help imports no library
 
     _, variants = load_selection(args.matrix, selection_of(args))
     sizes = built_sizes(variants)
     if args.json:
         print(json.dumps([{**variant_record(v), "size": sizes[v.id]} for v in variants], indent=2))
         return EXIT_OK
+    from rich.table import Table  # noqa: PLC0415 - lazy: `list --json` prints no table
+
+    from bakery.ui import out_console  # noqa: PLC0415 - lazy: `list --json` prints no table
+
     table = Table(title=f"{len(variants)} variants from {args.matrix}")
     for column in ("variant", "image", "torch", "companions", "python", "index", "built"):
         table.add_column(column, overflow="fold")

@@ -143,10 +143,10 @@ print(json.dumps(sorted(m for m in sys.modules if m in names or m.startswith(nam
 """
 
 
-def help_imports(argv: list[str]) -> list[str]:
-    """The modules of HELP_FREE (and their submodules) that `build.py ARGV` left imported."""
+def imports_of(argv: list[str], names: tuple[str, ...] = HELP_FREE) -> list[str]:
+    """The modules of `names` (and their submodules) that `build.py ARGV` left imported."""
     done = subprocess.run(
-        [sys.executable, "-c", HELP_PROBE % (HELP_FREE,), *argv],
+        [sys.executable, "-c", HELP_PROBE % (names,), *argv],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -167,8 +167,13 @@ def help_imports(argv: list[str]) -> list[str]:
     ],
 )
 def test_help_imports_no_library(argv: list[str]) -> None:
-    loaded = help_imports(argv)
+    loaded = imports_of(argv)
     assert loaded == [], f"`build.py {' '.join(argv)}` imported {loaded}"
+
+
+def test_list_json_imports_no_rich() -> None:
+    """`list --json` prints JSON for CI: no table, so no rich."""
+    assert imports_of(["list", "--json"], ("rich",)) == []
 
 
 # Module-level imports bakery/cli/*.py may have: besides the standard library and bakery.cli,
