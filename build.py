@@ -11,6 +11,8 @@ from pathlib import Path
 
 VENV_PYTHON = Path(__file__).resolve().parent / ".venv" / "bin" / "python"
 REEXEC_MARK = "BAKERY_REEXECUTED"
+# The import names of pyproject.toml's dependencies (tests/unit/test_build_entry.py checks).
+DEPENDENCIES = ("python_on_whales", "jinja2", "packaging", "rich", "yaml")
 
 
 def _in_project_venv() -> None:
@@ -18,9 +20,9 @@ def _in_project_venv() -> None:
     try:
         import bakery.cli  # noqa: F401, PLC0415 - the probe itself
 
-        # Dependencies bakery imports only when a command needs them (python-on-whales is lazy so
-        # that `list` and `enter` start fast): found, not imported.
-        for name in ("python_on_whales", "yaml"):
+        # bakery.cli imports its dependencies only in the commands that need them (so that
+        # `--help`, `list` and `enter` start fast): found here, not imported.
+        for name in DEPENDENCIES:
             if importlib.util.find_spec(name) is None:
                 raise ImportError(f"No module named {name!r}")
     except ImportError as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bakery.atomicfile import write_atomic
+from bakery.defaults import BAKE_FILE as BAKE_FILE  # noqa: PLC0414 - re-exported for mypy
 from bakery.errors import EXIT_OK
 from bakery.matrix import Matrix, Variant
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
     from bakery.build import BuildOptions, BuildStep
 
-BAKE_FILE = "docker-bake.json"
 SECRET_DEFAULT = "/dev/null"  # noqa: S105 - a path, not a password: an empty secret, ignored by with-build-secrets
 SECRET_VARIABLES = {"pipconf": "BAKERY_PIP_CONF", "ca": "BAKERY_CA_CERT"}
 # Mirrors of the torch index may carry credentials: by env, so no file and no value here.

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bakery.defaults import MAX_ID
 from bakery.errors import UsageError, printable, shown
 
-MAX_ID = 2**31 - 1  # the largest uid/gid every tool in the chain (Docker, useradd) accepts
 CA_ENV = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")  # the order pip and requests use
 
 

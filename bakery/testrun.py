@@ -25,6 +25,7 @@ from rich.table import Table
 
 from bakery import engine
 from bakery.atomicfile import write_atomic
+from bakery.defaults import PYTEST_TIMEOUT, RESULTS_DIR
 from bakery.errors import EXIT_FAILED, EXIT_OK
 from bakery.matrix import Selection, Variant, load_selection
 from bakery.ui import err_console, out_console
@@ -39,9 +40,7 @@ STATE_FILE = Path(".bakery/state/tested.json")
 # slim image's smoke run needs a host environment, which tests/slim provides). Any other suite
 # must pass for an image to count as tested.
 NOT_APPLICABLE: dict[str, frozenset[str]] = {"slim": frozenset({"training-smoke"})}
-PYTEST_TIMEOUT = 3600.0  # seconds for one variant's suites (`test --timeout`)
 PYTEST_STOP_SECONDS = 60.0  # after a timeout: how long pytest may take to clean up
-RESULTS_DIR = Path(".bakery/test-results")
 
 
 @dataclass(frozen=True)

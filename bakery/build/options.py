@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bakery.buildkit import CacheSpec
+from bakery.defaults import TORCH_SOURCES as TORCH_SOURCES  # noqa: PLC0414 - re-exported for mypy
 from bakery.errors import UsageError
 from bakery.matrix import Variant
 from bakery.pipsources import PipSources
-
-TORCH_SOURCES = ("auto", "index", "pypi", "local")
 
 
 @dataclass(frozen=True)

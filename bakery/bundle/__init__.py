@@ -107,7 +107,6 @@ from bakery.bundle.output import (
     write_file_atomic,
 )
 from bakery.bundle.save import (
-    DEFAULT_LEVEL,
     PlannedImage,
     SavePlan,
     build_manifest,
@@ -125,6 +124,7 @@ from bakery.bundle.streams import (
     copy_stream,
     progress_bar,
 )
+from bakery.defaults import ZSTD_LEVEL as DEFAULT_LEVEL
 
 __all__ = [
     "ARCHIVE_NAME",

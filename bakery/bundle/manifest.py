@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bakery.defaults import LOADER_NAME as LOADER_NAME  # noqa: PLC0414 - re-exported for mypy
 from bakery.errors import BundleError, UsageError
 
 FORMAT = "bakery-bundle"
@@ -23,7 +24,6 @@ FORMAT_VERSION = 1
 KINDS = ("full", "delta", "export")
 ARCHIVE_NAME = "images.tar.zst"
 MANIFEST_NAME = "manifest.json"
-LOADER_NAME = "load.sh"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 EMPTY_MAP: Mapping[str, str] = MappingProxyType({})
 

@@ -46,7 +46,6 @@ from bakery.bundle.output import (
 from bakery.bundle.streams import Written, compress_to, progress_bar, size_text
 from bakery.errors import BakeryError, UsageError
 
-DEFAULT_LEVEL = 3
 COMPONENT_LABELS = {
     "variant": "io.bakery.variant",
     "flavour": "io.bakery.flavour",

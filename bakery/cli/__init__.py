@@ -27,13 +27,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from importlib import import_module
-
-from rich.markup import escape
+from typing import TYPE_CHECKING
 
 from bakery import __version__
 from bakery.cli.common import Handler, Parser, make_parents
 from bakery.errors import EXIT_INTERRUPTED, BakeryError
-from bakery.ui import err_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 log = logging.getLogger("bakery")
 
@@ -74,20 +75,32 @@ def main(argv: Sequence[str] | None = None, *, exec_enter: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(_with_default_command(args_list))
     _setup_logging(args.debug)
-    stderr = err_console()
     try:
         handler: Handler = args.handler
         return handler(args)
     except BakeryError as exc:
         if args.debug:
             log.exception("bakery error")
-        stderr.print(f"[bold red]error:[/] {escape(exc.render())}", markup=True, soft_wrap=True)
+        _report_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        stderr.print(
+        _stderr().print(
             "interrupted — nothing was tagged for the step that was running; re-run to resume from the cache"
         )
         return EXIT_INTERRUPTED
+
+
+def _stderr() -> Console:
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
+    return err_console()
+
+
+def _report_error(exc: BakeryError) -> None:
+    """`error: what happened — why — what to do`, escaped so no markup of the message shows."""
+    from rich.markup import escape  # noqa: PLC0415 - lazy: --help imports no library
+
+    _stderr().print(f"[bold red]error:[/] {escape(exc.render())}", markup=True, soft_wrap=True)
 
 
 def main_exit() -> None:

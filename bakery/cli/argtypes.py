@@ -11,8 +11,8 @@ import argparse
 import math
 from collections.abc import Callable
 
+from bakery.defaults import MAX_ID
 from bakery.errors import shown
-from bakery.host import MAX_ID
 
 
 def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:

@@ -11,34 +11,14 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bakery import engine
-from bakery.bake import write_bake_file
-from bakery.build import (
-    TORCH_SOURCES,
-    BuildOptions,
-    cache_logins,
-    check_rendered,
-    default_selection,
-    parse_base_map,
-    parse_torch_index_urls,
-    plan_builds,
-    prepare_bases,
-    print_plan,
-    report_results,
-    resolve_builder,
-    run_builds,
-)
-from bakery.buildkit import parse_caches
 from bakery.cli import argtypes
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
+from bakery.defaults import TORCH_SOURCES
 from bakery.errors import EXIT_OK, UsageError
-from bakery.host import find_ca_bundle
-from bakery.matrix import Selection, load_selection
-from bakery.pipsources import PipSources, sources_from_flags, sources_from_host
-from bakery.release import oci_labels, read_revision
-from bakery.ui import err_console
 
 if TYPE_CHECKING:
+    from bakery.build import BuildOptions
+    from bakery.matrix import Selection
     from bakery.publish import Credentials
 
 COMMANDS: tuple[str, ...] = ("build", "base")
@@ -197,6 +177,12 @@ def _add_buildkit_arguments(p: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> BuildOptions:
     """The build's arguments as a frozen `BuildOptions` (pip sources and CA resolved here)."""
+    from bakery.build import BuildOptions, parse_base_map, parse_torch_index_urls  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.buildkit import parse_caches  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.host import find_ca_bundle  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.pipsources import PipSources, sources_from_flags, sources_from_host  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.release import oci_labels, read_revision  # noqa: PLC0415 - lazy: --help imports no library
+
     if args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs} is not a positive number", fix="use --jobs 1 or more")
     explicit = args.index_url or args.extra_index_url or args.find_links
@@ -233,28 +219,34 @@ def build_selection(
     credentials: Credentials | None = None,
 ) -> int:
     """No selection: the host target's default variant. Plan, print, then build (or bake)."""
+    from bakery import build, engine  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bake import write_bake_file  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.matrix import load_selection  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     console = err_console()
     if selection.empty:
-        selection = default_selection(matrix_path, console)
+        selection = build.default_selection(matrix_path, console)
     _, variants = load_selection(matrix_path, selection)
-    check_rendered(variants, options.root)
-    options = resolve_builder(options)
-    steps = plan_builds(variants, options)
-    print_plan(steps, options, console)
+    build.check_rendered(variants, options.root)
+    options = build.resolve_builder(options)
+    steps = build.plan_builds(variants, options)
+    build.print_plan(steps, options, console)
     if options.bake_file is not None:
         return write_bake_file(steps, options, console)
     if options.dry_run:
         return EXIT_OK
     engine.check_engine()
-    steps = prepare_bases(steps, options, console)
-    with cache_logins(options, credentials, console):
-        results = run_builds(steps, options, console)
-    report_results(results, options, console)
+    steps = build.prepare_bases(steps, options, console)
+    with build.cache_logins(options, credentials, console):
+        results = build.run_builds(steps, options, console)
+    build.report_results(results, options, console)
     return EXIT_OK
 
 
 def cmd_base(args: argparse.Namespace) -> int:
     from bakery import base  # noqa: PLC0415 - docker-backed; imported only when used
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
 
     result = base.bootstrap_base(
         base.BaseOptions(suite=args.suite, tag=args.tag, mirror=args.mirror, force=args.force)

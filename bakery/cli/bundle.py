@@ -10,27 +10,21 @@ import json
 import time
 from pathlib import Path
 
-from bakery import engine
-from bakery.bundle import save as bundle_save
-from bakery.bundle.exportimport import export_bundle, export_bundle_of, import_image, import_plain
-from bakery.bundle.load import (
-    CONTAINERD_PROBLEM,
-    check_daemon,
-    load_bundle,
-    probe_image,
-    verify_bundle,
-)
-from bakery.bundle.manifest import LOADER_NAME, manifest_to_json, read_bundle
-from bakery.bundle.streams import need_zstd, size_text
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
+from bakery.defaults import LOADER_NAME, ZSTD_LEVEL
 from bakery.errors import EXIT_FAILED, EXIT_OK, UsageError
-from bakery.matrix import load_selection
-from bakery.ui import err_console
 
 COMMANDS: tuple[str, ...] = ("save", "load", "export", "import")
 
 
 def cmd_save(args: argparse.Namespace) -> int:
+    from bakery import engine  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle import save as bundle_save  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.load import CONTAINERD_PROBLEM  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.manifest import manifest_to_json  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.streams import need_zstd, size_text  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     console = err_console()
     need_zstd()
     plan = bundle_save.plan_save(selected_refs(args), args.output, args.since, args.level)
@@ -65,12 +59,19 @@ def selected_refs(args: argparse.Namespace) -> tuple[str, ...]:
             fix="name them with --target/--torch/--python/--flavour/--variant, or --image REF",
         )
     if chosen:
+        from bakery.matrix import load_selection  # noqa: PLC0415 - lazy: --help imports no library
+
         _, variants = load_selection(args.matrix, selection)
         refs += [v.ref(args.repository) for v in variants]
     return tuple(dict.fromkeys(refs))
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from bakery.bundle.load import check_daemon, load_bundle, probe_image, verify_bundle  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.manifest import read_bundle  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.streams import need_zstd  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     console = err_console()
     need_zstd()
     bundle = read_bundle(args.bundle)
@@ -106,6 +107,11 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from bakery.bundle import save as bundle_save  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.exportimport import export_bundle  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bundle.streams import need_zstd, size_text  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     console = err_console()
     need_zstd()
     if not 1 <= args.level <= 19:
@@ -122,6 +128,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from bakery.bundle.exportimport import export_bundle_of, import_image, import_plain  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     console = err_console()
     found = export_bundle_of(args.source)
     if found is None:
@@ -193,8 +202,8 @@ def _add_output_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--level",
         type=int,
-        default=bundle_save.DEFAULT_LEVEL,
-        help=f"zstd level (default {bundle_save.DEFAULT_LEVEL})",
+        default=ZSTD_LEVEL,
+        help=f"zstd level (default {ZSTD_LEVEL})",
     )
 
 

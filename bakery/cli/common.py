@@ -11,10 +11,12 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from bakery.errors import printable
-from bakery.matrix import Selection
+
+if TYPE_CHECKING:
+    from bakery.matrix import Selection
 
 # `sub.add_parser` of the top-level parser: each group adds its commands through it.
 AddParser = Callable[..., argparse.ArgumentParser]
@@ -89,6 +91,8 @@ def add_command(
 
 def selection_of(args: argparse.Namespace) -> Selection:
     """The selection flags of a command that takes the selection parent."""
+    from bakery.matrix import Selection  # noqa: PLC0415 - lazy: --help imports no library
+
     return Selection.from_flags(args.target, args.torch, args.python, args.flavour, args.variant)
 
 

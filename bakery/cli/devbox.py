@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bakery.cli import argtypes
 from bakery.cli.common import (
@@ -20,18 +21,10 @@ from bakery.cli.common import (
     after_dashes,
     selection_of,
 )
-from bakery.devbox import (
-    DEFAULT_SHM,
-    LogsRequest,
-    UpRequest,
-    enter_devbox,
-    resolve_name,
-    show_logs,
-    show_status,
-    start_job,
-    stop_devbox,
-    up_devbox,
-)
+from bakery.defaults import DEFAULT_SHM
+
+if TYPE_CHECKING:
+    from bakery.devbox import UpRequest
 
 COMMANDS: tuple[str, ...] = ("up", "enter", "status", "job", "logs", "stop")
 
@@ -194,6 +187,8 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
 
 
 def up_request(args: argparse.Namespace) -> UpRequest:
+    from bakery.devbox import UpRequest  # noqa: PLC0415 - lazy: --help imports no library
+
     """up's (and enter --create's) arguments, unresolved."""
     return UpRequest(
         matrix=args.matrix,
@@ -218,27 +213,39 @@ def up_request(args: argparse.Namespace) -> UpRequest:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from bakery.devbox import up_devbox  # noqa: PLC0415 - lazy: --help imports no library
+
     return up_devbox(up_request(args), recreate=args.recreate, assume_yes=args.yes)
 
 
 def cmd_enter(args: argparse.Namespace) -> int:
+    from bakery.devbox import enter_devbox  # noqa: PLC0415 - lazy: --help imports no library
+
     return enter_devbox(up_request(args), after_dashes(args.command), create=args.create)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from bakery.devbox import show_status  # noqa: PLC0415 - lazy: --help imports no library
+
     return show_status(args.name, args.lines, as_json=args.json)
 
 
 def cmd_job(args: argparse.Namespace) -> int:
+    from bakery.devbox import resolve_name, start_job  # noqa: PLC0415 - lazy: --help imports no library
+
     return start_job(resolve_name(args.name, args.workspace), after_dashes(args.command))
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from bakery.devbox import LogsRequest, resolve_name, show_logs  # noqa: PLC0415 - lazy: --help imports no library
+
     name = resolve_name(args.name, args.workspace)
     return show_logs(LogsRequest(name, args.job, args.tail, args.follow, args.metrics))
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from bakery.devbox import resolve_name, stop_devbox  # noqa: PLC0415 - lazy: --help imports no library
+
     return stop_devbox(resolve_name(args.name, args.workspace))
 
 

@@ -8,8 +8,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
-from bakery.doctor import FAIL, DoctorRequest, exit_code, print_checks, run_checks
-from bakery.ui import err_console
 
 COMMANDS: tuple[str, ...] = ("doctor",)
 
@@ -41,6 +39,9 @@ def register(add: AddParser, parents: Parents) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from bakery.doctor import FAIL, DoctorRequest, exit_code, print_checks, run_checks  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     request = DoctorRequest(args.matrix, selection_of(args), args.repository, args.dev_root)
     checks = run_checks(request)
     code = exit_code(checks)

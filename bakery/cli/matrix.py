@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from bakery.bake import BAKE_FILE, render_bake
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
+from bakery.defaults import BAKE_FILE
 from bakery.errors import EXIT_FAILED, EXIT_OK, UsageError
-from bakery.matrix import Variant, load_matrix, load_selection
-from bakery.render import RenderedFile, find_drift, render_matrix, write_rendered
-from bakery.ui import err_console, out_console
+
+if TYPE_CHECKING:
+    from bakery.matrix import Variant
 
 COMMANDS: tuple[str, ...] = ("list", "generate")
 
@@ -86,11 +86,17 @@ def built_sizes(variants: Sequence[Variant]) -> dict[str, int | None]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from bakery.matrix import load_selection  # noqa: PLC0415 - lazy: --help imports no library
+
     _, variants = load_selection(args.matrix, selection_of(args))
     sizes = built_sizes(variants)
     if args.json:
         print(json.dumps([{**variant_record(v), "size": sizes[v.id]} for v in variants], indent=2))
         return EXIT_OK
+    from rich.table import Table  # noqa: PLC0415 - lazy: `list --json` prints no table
+
+    from bakery.ui import out_console  # noqa: PLC0415 - lazy: `list --json` prints no table
+
     table = Table(title=f"{len(variants)} variants from {args.matrix}")
     for column in ("variant", "image", "torch", "companions", "python", "index", "built"):
         table.add_column(column, overflow="fold")
@@ -118,16 +124,20 @@ def checked_unchanged(matrix_path: Path, template: Path) -> bool:
     count = rendercache.checked_count(root, matrix_path, template, BAKE_FILE)
     if count is None:
         return False
-    err_console().print(
+    sys.stderr.write(  # plain: rich's import alone would cost more than the whole check
         f"images/ and {BAKE_FILE} match a fresh render ({count} variants; nothing they are "
-        "rendered from changed since the last full check: --no-cache renders again)"
+        "rendered from changed since the last full check: --no-cache renders again)\n"
     )
     return True
 
 
 def generate(matrix_path: Path, template: Path, *, check: bool) -> int:
     """Render every variant (and the bake file); `check`: compare with what is on disk instead."""
-    from bakery import rendercache  # noqa: PLC0415
+    from bakery import rendercache  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.bake import render_bake  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.matrix import load_matrix  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.render import RenderedFile, find_drift, render_matrix, write_rendered  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
 
     matrix = load_matrix(matrix_path)
     if not template.is_file():

@@ -25,24 +25,17 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bakery.build import default_selection
 from bakery.cli import argtypes
 from bakery.cli.build import add_build_arguments, build_selection
 from bakery.cli.build import options_from_args as build_options
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
 from bakery.cli.testing import add_suite_arguments, suite_options
 from bakery.errors import EXIT_OK, BakeryError
-from bakery.publish import (
-    PublishRequest,
-    TagHook,
-    run_promote,
-    run_push,
-    scrubbed,
-    take_credentials,
-)
-from bakery.testrun import test_images
-from bakery.ui import err_console
+
+if TYPE_CHECKING:
+    from bakery.publish import PublishRequest, TagHook
 
 COMMANDS: tuple[str, ...] = ("push", "release", "promote")
 
@@ -127,6 +120,8 @@ def _add_push_arguments(
 
 def publish_request(args: argparse.Namespace, command: str) -> PublishRequest:
     """push/promote's arguments (release: its push step, which never takes --untested)."""
+    from bakery.publish import PublishRequest  # noqa: PLC0415 - lazy: --help imports no library
+
     return PublishRequest(
         command=command,
         matrix=args.matrix,
@@ -144,6 +139,8 @@ def publish_request(args: argparse.Namespace, command: str) -> PublishRequest:
 
 
 def cmd_push(args: argparse.Namespace, on_tag_verified: TagHook | None = None) -> int:
+    from bakery.publish import run_push, scrubbed, take_credentials  # noqa: PLC0415 - lazy: --help imports no library
+
     credentials = take_credentials()
     with scrubbed(credentials):
         return run_push(publish_request(args, "push"), credentials, on_tag_verified)
@@ -151,6 +148,11 @@ def cmd_push(args: argparse.Namespace, on_tag_verified: TagHook | None = None) -
 
 def cmd_release(args: argparse.Namespace) -> int:
     """Build, test, push one selection (no selection: the host's default variant, all three)."""
+    from bakery.build import default_selection  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.publish import run_push, scrubbed, take_credentials  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.testrun import test_images  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     credentials = take_credentials()
     with scrubbed(credentials):
         selection = selection_of(args)
@@ -170,6 +172,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, on_tag_verified: TagHook | None = None) -> int:
+    from bakery.publish import run_promote, scrubbed, take_credentials  # noqa: PLC0415 - lazy: --help imports no library
+
     credentials = take_credentials()
     with scrubbed(credentials):
         return run_promote(publish_request(args, "promote"), credentials, on_tag_verified)

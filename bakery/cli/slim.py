@@ -7,22 +7,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bakery import engine
 from bakery.cli import argtypes
 from bakery.cli.common import AddParser, Parents, add_command, add_run_flags, selection_of
-from bakery.engine import DEFAULT_SHM
+from bakery.defaults import COMPOSE_COMMAND, DEFAULT_SHM, WORKSPACE_MOUNT
 from bakery.errors import EXIT_OK, UsageError
-from bakery.slim.compose import COMPOSE_COMMAND, refuse_existing, render_compose, write_checked
-from bakery.slim.plan import (
-    WORKSPACE_MOUNT,
-    SlimRequest,
-    check_image,
-    container_spec,
-    describe_plan,
-    plan_slim,
-)
-from bakery.ui import err_console
+
+if TYPE_CHECKING:
+    from bakery.slim.plan import SlimRequest
 
 COMMANDS: tuple[str, ...] = ("run", "compose")
 
@@ -111,6 +104,8 @@ def add_arguments(p: argparse.ArgumentParser, *, compose: bool) -> None:
 
 
 def slim_request(args: argparse.Namespace) -> SlimRequest:
+    from bakery.slim.plan import SlimRequest  # noqa: PLC0415 - lazy: --help imports no library
+
     return SlimRequest(
         matrix=args.matrix,
         selection=selection_of(args),
@@ -129,6 +124,10 @@ def slim_request(args: argparse.Namespace) -> SlimRequest:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bakery import engine  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.slim.plan import check_image, container_spec, describe_plan, plan_slim  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     plan = plan_slim(slim_request(args))
     console = err_console()
     if args.dry_run:
@@ -151,6 +150,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compose(args: argparse.Namespace) -> int:
+    from bakery.slim.compose import refuse_existing, render_compose, write_checked  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.slim.plan import check_image, describe_plan, plan_slim  # noqa: PLC0415 - lazy: --help imports no library
+    from bakery.ui import err_console  # noqa: PLC0415 - lazy: --help imports no library
+
     plan = plan_slim(slim_request(args), default_command=COMPOSE_COMMAND)
     refuse_existing(args.output, force=args.force)  # before any docker call
     check_image(plan)

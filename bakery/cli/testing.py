@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bakery.cli.common import AddParser, Parents, add_command, selection_of
-from bakery.testrun import PYTEST_TIMEOUT, RESULTS_DIR, SuiteOptions, test_images
+from bakery.defaults import PYTEST_TIMEOUT, RESULTS_DIR
+
+if TYPE_CHECKING:
+    from bakery.testrun import SuiteOptions
 
 COMMANDS: tuple[str, ...] = ("test",)
 
@@ -60,6 +64,8 @@ def _seconds(text: str) -> float:
 
 
 def suite_options(args: argparse.Namespace) -> SuiteOptions:
+    from bakery.testrun import SuiteOptions  # noqa: PLC0415 - lazy: --help imports no library
+
     return SuiteOptions(
         matrix=args.matrix,
         selection=selection_of(args),
@@ -72,4 +78,6 @@ def suite_options(args: argparse.Namespace) -> SuiteOptions:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
+    from bakery.testrun import test_images  # noqa: PLC0415 - lazy: --help imports no library
+
     return test_images(suite_options(args))

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from bakery.defaults import DEFAULT_SHM as DEFAULT_SHM  # noqa: PLC0414 - re-exported for mypy
 from bakery.engine.api import container as api_container
 from bakery.engine.client import (
     _EMPTY,
@@ -36,7 +37,6 @@ from bakery.errors import DockerError
 LOGGER = logging.getLogger(__name__)
 
 DEVBOX_STOP_SECONDS = 10
-DEFAULT_SHM = "8g"  # /dev/shm for PyTorch DataLoader workers: `up` and `run` alike
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bakery.atomicfile import read_keyed, user_cache, write_keyed
-from bakery.engine.api import get_json
+from bakery.engine.api import docker_binary, get_json
 from bakery.engine.client import (
     _CONNECTION,
     INSTALL_FIX,
@@ -70,7 +70,17 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def daemon_answers(timeout: float = 20.0) -> bool:
-    """True when a Docker daemon answers `docker version` (for skip-or-fail decisions)."""
+    """True when a Docker daemon answers `docker version` (for skip-or-fail decisions).
+
+    The local daemon is asked over its socket first (engine.api: no process, issue 17), when
+    the docker CLI is installed too, as `docker version` needs; otherwise, or without an
+    answer, `docker version` decides.
+    """
+    env = api_env()
+    if docker_binary(env) is not None:
+        server = get_json("/version", env)
+        if isinstance(server, dict) and server.get("Version"):
+            return True
     try:
         output = _run_cli(["version", "--format", "{{.Server.Version}}"], "docker version", timeout)
     except BakeryError:

@@ -20,11 +20,32 @@ The package, one module per concept (arrows point down; none imports this packag
 
 from __future__ import annotations
 
-from bakery.matrix.checker import closest, describe_choices
-from bakery.matrix.load import load_matrix
-from bakery.matrix.model import FLAVOURS, Matrix, Project, Selection, Variant
-from bakery.matrix.parse import parse_matrix
-from bakery.matrix.selection import load_selection, select_variants
+from typing import TYPE_CHECKING
+
+from bakery import lazy
+
+# Names are imported on first use (bakery.lazy): `import bakery.matrix.model` or a command that
+# only registers its options does not pay for the checkers and packaging (issue 17).
+if TYPE_CHECKING:
+    from bakery.matrix.checker import closest, describe_choices
+    from bakery.matrix.load import load_matrix
+    from bakery.matrix.model import FLAVOURS, Matrix, Project, Selection, Variant
+    from bakery.matrix.parse import parse_matrix
+    from bakery.matrix.selection import load_selection, select_variants
+
+_HOME = {
+    "closest": "bakery.matrix.checker",
+    "describe_choices": "bakery.matrix.checker",
+    "load_matrix": "bakery.matrix.load",
+    "FLAVOURS": "bakery.matrix.model",
+    "Matrix": "bakery.matrix.model",
+    "Project": "bakery.matrix.model",
+    "Selection": "bakery.matrix.model",
+    "Variant": "bakery.matrix.model",
+    "parse_matrix": "bakery.matrix.parse",
+    "load_selection": "bakery.matrix.selection",
+    "select_variants": "bakery.matrix.selection",
+}
 
 __all__ = [
     "FLAVOURS",
@@ -39,3 +60,6 @@ __all__ = [
     "parse_matrix",
     "select_variants",
 ]
+
+if not TYPE_CHECKING:  # mypy sees the imports above, so a misspelt name stays an error
+    __getattr__ = lazy.loader(__name__, _HOME, globals())

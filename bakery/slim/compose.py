@@ -10,6 +10,7 @@ from typing import Any
 
 from bakery import engine
 from bakery.atomicfile import pending_file
+from bakery.defaults import COMPOSE_COMMAND as COMPOSE_COMMAND  # noqa: PLC0414 - re-exported for mypy
 from bakery.errors import UsageError
 from bakery.host import GpuAccess
 from bakery.slim.access import (
@@ -21,9 +22,6 @@ from bakery.slim.plan import (
 )
 
 COMPOSE_SERVICE = "train"
-
-
-COMPOSE_COMMAND = ("python", "-m", "stylelora", "smoke")  # `docker compose up` proves the setup
 
 
 def compose_document(plan: SlimPlan) -> dict[str, Any]:

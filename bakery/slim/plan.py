@@ -14,6 +14,7 @@ from packaging.version import Version
 
 from bakery import engine
 from bakery.compat import python_key
+from bakery.defaults import WORKSPACE_MOUNT as WORKSPACE_MOUNT  # noqa: PLC0414 - re-exported for mypy
 from bakery.errors import UsageError
 from bakery.gpuselect import parse_env_flags, select_gpus
 from bakery.host import GpuAccess, HostUser, detect_host_target
@@ -31,8 +32,6 @@ from bakery.slim.hostenv import (
     inspect_host_env,
 )
 from bakery.ui import err_console
-
-WORKSPACE_MOUNT = "/workspace"
 
 
 @dataclass(frozen=True)

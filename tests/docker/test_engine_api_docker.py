@@ -47,6 +47,22 @@ def test_an_image_read_over_the_socket_is_what_docker_image_inspect_says(
     assert over_socket == images._image_info(raw[0])
 
 
+def test_a_daemon_answers_over_the_socket_without_a_process(
+    no_cli_needed: list[list[str]],
+) -> None:
+    assert engine.daemon_answers(timeout=5)
+    assert no_cli_needed == []
+
+
+def test_without_a_docker_cli_no_daemon_answers_though_the_socket_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As before the shortcut: `docker version` cannot answer when there is no docker to run."""
+    assert api.get_json("/version") is not None  # the socket itself answers
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert not engine.daemon_answers(timeout=5)
+
+
 def test_a_missing_image_is_none_either_way() -> None:
     assert api.image("bakery-test/no-such-image:x") is None
     assert engine.inspect_image("bakery-test/no-such-image:x") is None

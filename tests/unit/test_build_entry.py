@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -57,16 +61,39 @@ def test_without_dependencies_it_reexecutes_in_the_project_venv(tmp_path: Path) 
     assert done.stdout.startswith("bakery ")
 
 
-def test_the_reexecution_mark_is_not_inherited_by_what_bakery_runs(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # found by the workflow replay: after a re-execution into .venv, `python build.py job` run by
-    # the training-resume image test inherited the mark, could not re-execute, and exited 2
+def _load_entry() -> ModuleType:
     spec = importlib.util.spec_from_file_location("build_entry", REPO / "build.py")
     assert spec is not None
     assert spec.loader is not None
     entry = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(entry)
+    return entry
+
+
+def test_build_py_looks_for_every_dependency_before_it_runs_bakery() -> None:
+    """bakery.cli imports its dependencies lazily, so importing it no longer proves they are
+    there: build.py must look for each one, or a python without them would not reach .venv."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    needed = {
+        re.split(r"[<>=!~;\[ ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+        for spec in project["dependencies"]
+        if "python_version <" not in spec  # tomli, for Pythons bakery does not run on here
+    }
+    provides = importlib.metadata.packages_distributions()
+    probed = {
+        dist.lower().replace("_", "-")
+        for name in _load_entry().DEPENDENCIES
+        for dist in provides[name]
+    }
+    assert needed - probed == set()
+
+
+def test_the_reexecution_mark_is_not_inherited_by_what_bakery_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # found by the workflow replay: after a re-execution into .venv, `python build.py job` run by
+    # the training-resume image test inherited the mark, could not re-execute, and exited 2
+    entry = _load_entry()
     monkeypatch.setenv(entry.REEXEC_MARK, "1")  # as in the re-executed process
     entry._in_project_venv()  # bakery's dependencies are importable here
     assert entry.REEXEC_MARK not in os.environ

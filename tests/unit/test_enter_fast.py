@@ -21,7 +21,7 @@ from types import ModuleType
 
 import pytest
 
-from bakery import devbox, engine, host
+from bakery import devbox, engine, host, matrix
 from bakery.devbox import fast
 from bakery.engine import api
 
@@ -52,13 +52,13 @@ def test_the_fast_path_imports_only_itself_and_the_standard_library() -> None:
     assert all(name in sys.stdlib_module_names or name.startswith("_") for name in outside), outside
 
 
-@pytest.mark.parametrize("package", ["bakery.engine", "bakery.devbox"])
+@pytest.mark.parametrize("package", ["bakery.engine", "bakery.devbox", "bakery.matrix"])
 def test_a_lazy_package_imports_none_of_its_modules(package: str) -> None:
     loaded = modules_after(f"import {package}")
     assert {m for m in loaded if m.startswith(f"{package}.")} == set()
 
 
-@pytest.mark.parametrize("package", [engine, devbox], ids=["engine", "devbox"])
+@pytest.mark.parametrize("package", [engine, devbox, matrix], ids=["engine", "devbox", "matrix"])
 def test_a_lazy_package_maps_every_name_where_its_type_imports_say(package: ModuleType) -> None:
     """The `if TYPE_CHECKING:` imports (what mypy sees), _HOME and __all__ list the same names."""
     source = Path(str(package.__file__)).read_text()

@@ -6,6 +6,7 @@ import; the check is on `sys.modules` after `main(...)` returns.
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -111,3 +112,96 @@ def test_fast_enter_takes_only_name_workspace_and_command(
     assert parsed is not None
     name, workspace, command = expected
     assert parsed == (name, str(Path(workspace).resolve()), command)
+
+
+# What `--help` must not import: it only builds the parser (bakery/cli/*.py import argparse, the
+# standard library and constant-only bakery modules at module level; handlers import the rest).
+HELP_FREE = (
+    "jinja2",
+    "packaging",
+    "rich",
+    "yaml",
+    "bakery.matrix.checker",
+    "bakery.render",
+    "bakery.build",
+    "bakery.bundle",
+    "bakery.publish",
+    "bakery.slim",
+    "bakery.testrun",
+)
+HELP_PROBE = """\
+import contextlib, io, json, sys
+from bakery.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(sys.argv[1:])
+    except SystemExit:
+        pass
+names = %r
+names_dot = tuple(n + "." for n in names)
+print(json.dumps(sorted(m for m in sys.modules if m in names or m.startswith(names_dot))))
+"""
+
+
+def imports_of(argv: list[str], names: tuple[str, ...] = HELP_FREE) -> list[str]:
+    """The modules of `names` (and their submodules) that `build.py ARGV` left imported."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE % (names,), *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--help"], id="help"),
+        pytest.param(["build", "--help"], id="build-help"),
+        pytest.param(["release", "--help"], id="release-help"),
+    ],
+)
+def test_help_imports_no_library(argv: list[str]) -> None:
+    loaded = imports_of(argv)
+    assert loaded == [], f"`build.py {' '.join(argv)}` imported {loaded}"
+
+
+def test_list_json_imports_no_rich() -> None:
+    """`list --json` prints JSON for CI: no table, so no rich."""
+    assert imports_of(["list", "--json"], ("rich",)) == []
+
+
+# Module-level imports bakery/cli/*.py may have: besides the standard library and bakery.cli,
+# bakery itself (__version__), the error types (standard library only) and constant-only modules.
+CLI_MAY_IMPORT = ("bakery", "bakery.errors", "bakery.defaults")
+
+
+def module_level_imports(path: Path) -> list[str]:
+    """Modules a file imports outside functions and `if TYPE_CHECKING:` blocks."""
+    tree = ast.parse(path.read_text())
+    found: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "bakery" / "cli").glob("*.py")), ids=lambda p: p.name
+)
+def test_cli_modules_import_no_library_at_module_level(path: Path) -> None:
+    libraries = [
+        name
+        for name in module_level_imports(path)
+        if name.split(".")[0] not in sys.stdlib_module_names
+        and name not in CLI_MAY_IMPORT
+        and not name.startswith("bakery.cli")
+    ]
+    assert libraries == [], f"{path.name} imports {libraries} at module level: import them lazily"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from bakery import cli, engine, publish
+from bakery import cli, engine, publish, testrun
 from bakery.cli import publish as publish_cli
 from bakery.errors import BakeryError, ConfigError, DockerError, GuardError, UsageError
 from bakery.matrix import load_matrix
@@ -440,8 +440,8 @@ def test_release_builds_tests_and_pushes_in_that_order(monkeypatch: pytest.Monke
         return int(step(calls, "push", 0)())
 
     monkeypatch.setattr(publish_cli, "build_selection", step(calls, "build", 0))
-    monkeypatch.setattr(publish_cli, "test_images", step(calls, "test", 0))
-    monkeypatch.setattr(publish_cli, "run_push", push)
+    monkeypatch.setattr(testrun, "test_images", step(calls, "test", 0))
+    monkeypatch.setattr(publish, "run_push", push)
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu", "--registry", "ghcr.io/x")
     assert publish_cli.cmd_release(args) == 0
     assert calls == ["build", "test", "push"]
@@ -451,8 +451,8 @@ def test_release_builds_tests_and_pushes_in_that_order(monkeypatch: pytest.Monke
 def test_release_pushes_nothing_when_a_test_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(publish_cli, "build_selection", step(calls, "build", 0))
-    monkeypatch.setattr(publish_cli, "test_images", step(calls, "test", 1))
-    monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
+    monkeypatch.setattr(testrun, "test_images", step(calls, "test", 1))
+    monkeypatch.setattr(publish, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu")
     with pytest.raises(BakeryError, match="nothing was pushed"):
         publish_cli.cmd_release(args)
@@ -464,8 +464,8 @@ def test_release_dry_run_only_plans(
 ) -> None:
     calls: list[str] = []
     monkeypatch.setattr(publish_cli, "build_selection", step(calls, "build (prints the plan)", 0))
-    monkeypatch.setattr(publish_cli, "test_images", step(calls, "test", 0))
-    monkeypatch.setattr(publish_cli, "run_push", step(calls, "push", 0))
+    monkeypatch.setattr(testrun, "test_images", step(calls, "test", 0))
+    monkeypatch.setattr(publish, "run_push", step(calls, "push", 0))
     args = parse("release", "--matrix", str(MATRIX), "--target", "cpu", "--dry-run")
     assert publish_cli.cmd_release(args) == 0
     assert calls == ["build (prints the plan)"]
