@@ -93,21 +93,36 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{**variant_record(v), "size": sizes[v.id]} for v in variants], indent=2))
         return EXIT_OK
-    from rich.table import Table  # noqa: PLC0415 - lazy: `list --json` prints no table
-
-    from bakery.ui import out_console  # noqa: PLC0415 - lazy: `list --json` prints no table
-
-    table = Table(title=f"{len(variants)} variants from {args.matrix}")
-    for column in ("variant", "image", "torch", "companions", "python", "index", "built"):
-        table.add_column(column, overflow="fold")
-    for v in variants:
-        companions = " ".join(f"{n} {ver}" for n, ver in v.companions) or "—"
-        torch = v.torch if v.flavour == "full" else f"host env ({v.torch})"
-        size = sizes[v.id]
-        built = f"{size / 1e9:.2f} GB" if size is not None else "—"
-        table.add_row(v.id, v.image, torch, companions, v.python, v.index.name, built)
-    out_console().print(table)
+    rows = [
+        (
+            v.id, v.image,
+            v.torch if v.flavour == "full" else f"host env ({v.torch})",
+            " ".join(f"{n} {ver}" for n, ver in v.companions) or "—",
+            v.python, v.index.name,
+            built_text(sizes[v.id]),
+        )
+        for v in variants
+    ]  # fmt: skip
+    print(f"{len(variants)} variants from {args.matrix}")
+    print(
+        plain_table(("variant", "image", "torch", "companions", "python", "index", "built"), rows)
+    )
     return EXIT_OK
+
+
+def built_text(size: int | None) -> str:
+    return f"{size / 1e9:.2f} GB" if size is not None else "—"
+
+
+def plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns aligned with spaces, as `docker image ls` prints them: greppable, and no table
+    library to import (rich's alone took longer than the rest of `list`; issue 17)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

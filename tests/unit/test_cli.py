@@ -180,3 +180,14 @@ def test_no_selection_builds_one_image_and_says_how_to_build_the_rest(
 def test_target_still_means_the_whole_target(capsys: pytest.CaptureFixture[str]) -> None:
     _dry_run("--target", "cpu")
     assert "build plan: 2 variant(s)" in capsys.readouterr().err
+
+
+def test_list_prints_an_aligned_table_with_a_title(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list", "--matrix", MATRIX, "--target", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"2 variants from {MATRIX}"
+    header, *rows = lines[1:]
+    assert header.split() == ["variant", "image", "torch", "companions", "python", "index", "built"]
+    assert [row.split()[0] for row in rows] == ["2.13.0-cpu-py3.11", "2.13.0-cpu-py3.11-slim"]
+    image_column = header.index("image")
+    assert all(row[image_column:].startswith("ghcr.io/example-lab/bakery:") for row in rows)
