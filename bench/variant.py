@@ -93,7 +93,7 @@ MOUNTS = """\
 
 STEP = """\
 RUN {cache}{mounts}    start=$(date +%s%N) \\
-    && {install} {args} \\
+    && {command} \\
     && echo "bench-install-ns $(( $(date +%s%N) - start ))" \\
     && cat /proc/net/dev
 """
@@ -103,12 +103,17 @@ FROM system AS uv-tool
 RUN {MOUNTS}    python3 -m venv /opt/uv && with-build-secrets /opt/uv/bin/pip install uv=={UV_VERSION}
 """
 
-PIP_INSTALL = "with-build-secrets pip install"
-UV_INSTALL = (
-    "UV_CACHE_DIR=/root/.cache/uv UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never "
-    "UV_COMPILE_BYTECODE=1 \\\n    with-build-secrets /opt/uv/bin/uv pip install "
-    "--python /opt/venv/bin/python --index-strategy unsafe-best-match"
-)
+PIP_INSTALL = "with-build-secrets pip install {args}"
+# What Dockerfile.in's uv_install renders to (offline from uv's cache first, online if it lacks
+# something): the same text, so the bench measures bakery's own steps.
+UV_INSTALL = """\
+set -- /opt/uv/bin/uv pip install --python /opt/venv/bin/python \\
+      --index-strategy unsafe-best-match {args} \\
+    && export UV_CACHE_DIR=/root/.cache/uv UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+UV_COMPILE_BYTECODE=1 \\
+    && {{ with-build-secrets "$@" --offline \\
+         || {{ echo "uv: not everything is in its cache: resolving online" >&2 \
+&& with-build-secrets "$@"; }}; }}"""
 
 
 def cache_line(cache_id: str, side: str = BAKERY) -> str:
@@ -129,7 +134,8 @@ def render(side: str, variant: str, cache_id: str | None, full: bool) -> str:
     if full:
         args.insert(0, "-c /opt/bakery/constraints.txt torch")
     for arg in args:
-        steps.append(STEP.format(cache=cache, mounts=MOUNTS, install=install, args=arg))
+        command = install.format(args=arg)
+        steps.append(STEP.format(cache=cache, mounts=MOUNTS, command=command))
     return DOCKERFILE.format(
         side=side, base=tools.BASE_IMAGE, variant=variant, steps="\n".join(steps),
         uv_stage=UV_STAGE if side == UV else "",
@@ -229,7 +235,7 @@ def run(ctx: Context) -> BenchResult:
         "torch_step": full,
         "bakery_cache_mount": cache_line(cache_ids[BAKERY]).split(" \\")[0],
         "uv_cache_mount": cache_line(cache_ids[UV], UV).split(" \\")[0],
-        "uv_install": UV_INSTALL.replace(" \\\n    ", " "),
+        "uv_install": " ".join(UV_INSTALL.replace("\\\n", " ").split()),
         "baseline": "the same Dockerfile without the --mount=type=cache line",
     }
 
