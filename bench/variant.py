@@ -34,6 +34,7 @@ bytes are never downloaded on either side).
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import ssl
@@ -111,9 +112,10 @@ set -- /opt/uv/bin/uv pip install --python /opt/venv/bin/python \\
       --index-strategy unsafe-best-match {args} \\
     && export UV_CACHE_DIR=/root/.cache/uv UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
 UV_COMPILE_BYTECODE=1 \\
-    && {{ with-build-secrets "$@" --offline \\
-         || {{ echo "uv: not everything is in its cache: resolving online" >&2 \
-&& with-build-secrets "$@"; }}; }}"""
+    && if with-build-secrets "$@" --offline --dry-run >/dev/null 2>&1; \
+then set -- "$@" --offline; \\
+       else echo "uv: not everything is in its cache: resolving online" >&2; fi \\
+    && with-build-secrets \"$@\""""
 
 
 def cache_line(cache_id: str, side: str = BAKERY) -> str:
@@ -227,7 +229,7 @@ def run(ctx: Context) -> BenchResult:
     context = prepare(ctx, full)
     cache_ids = {BAKERY: ctx.name("pip"), UV: ctx.name("uv")}
     for cache_id in cache_ids.values():
-        ctx.on_cleanup(f"cache mount {cache_id}", lambda c=cache_id: _prune(ctx, c))
+        ctx.on_cleanup(f"cache mount {cache_id}", functools.partial(_prune, ctx, cache_id))
     contexts, secrets = tools.host_pip_build_inputs(ctx.work / "secrets")
     result.params = {
         "repetitions": reps,
