@@ -11,8 +11,9 @@ The uv side installs the same requirements with `uv pip install` (uv==0.13.9 fro
 stage, bind-mounted; UV_CACHE_DIR in its own cache mount, UV_LINK_MODE=copy,
 UV_PYTHON_DOWNLOADS=never, UV_COMPILE_BYTECODE=1 as pip compiles too, `--index-strategy
 unsafe-best-match` as pip picks the best match across its indexes), same constraints, secrets and
-local sources: with-build-secrets translates the pip configuration into uv's variables. uv keeps
-wheels by content, so the proxy's missing caching headers do not matter to it. Install time is
+local sources: with-build-secrets translates the pip configuration into uv's variables. Without
+caching headers uv also refetches what it cached, so this side, like Dockerfile.in, resolves offline
+from its cache first (an offline dry run decides) and online only for what the cache lacks. Install time is
 measured inside the step (`date +%s%N` around the install), so the build's other steps and the
 uv-tool stage do not count; "cold" is the first variant's install, with an empty cache.
 
@@ -343,7 +344,9 @@ def explain_pip_cache(result: BenchResult) -> None:
     result.notes.append(
         "Bytes are everything the install step's network namespace received (package files and "
         "index pages through the HTTPS proxy); local wheels and indexes are bind mounts, not "
-        "network. uv's cache is keyed by the files' content, not by HTTP caching headers."
+        "network. uv, too, treats what it cached as stale without those headers and fetches it again; "
+        "its side resolves offline from the cache first (as Dockerfile.in does), so a second "
+        "variant downloads only what the cache lacks."
     )
 
 
