@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -71,6 +73,23 @@ def docker_engine() -> engine.EngineInfo:
 def base_tag(docker_engine: engine.EngineInfo) -> str:
     """The local Debian base (`python build.py base`), made if missing."""
     return base.bootstrap_base(base.BaseOptions()).tag
+
+
+@pytest.fixture(scope="module")
+def uv_wheel_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uv wheel the image's uv-tool stage installs (Dockerfile.in pins uv==0.13.9).
+
+    The stand-in plays PyPI with stand-in packages only; uv, a build tool rather than part of
+    the stack under test, comes from a --find-links folder filled from the host's pip sources.
+    """
+    folder = tmp_path_factory.mktemp("uv-wheel")
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+         "--dest", str(folder), "uv==0.13.9"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, f"could not get the uv wheel: {done.stderr[-1000:]}"
+    return folder
 
 
 @pytest.fixture
@@ -144,6 +163,7 @@ class Run:
 def build_with_standin(
     base_tag: str,
     standin: StandinIndex,
+    uv_wheel_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> Iterator[Callable[[Path], Run]]:
@@ -171,7 +191,7 @@ def build_with_standin(
         capsys.readouterr()
         code = cli.main([
             "--matrix", str(copy / "matrix.toml"), "--variant", VARIANT,
-            "--index-url", standin.url(PYPI_INDEX),
+            "--index-url", standin.url(PYPI_INDEX), "--find-links", str(uv_wheel_dir),
             "--torch-index-url", standin.url(ROCM_INDEX),
             "--torch-source", "index", "--network", "host",
             # The mirror URL travels as a secret, which is not part of BuildKit's cache key: without
@@ -245,11 +265,28 @@ def test_torch_comes_only_from_the_accelerator_index(
     assert (ROCM_INDEX, ROCM_TORCH_WHEEL) in downloads
     assert (ROCM_INDEX, ROCM_VISION_WHEEL) in downloads
     assert (PYPI_INDEX, "standin_needs_torch-1.0-py3-none-any.whl") in downloads
-    assert [f for _, f in downloads if f.startswith("torch-")] == [ROCM_TORCH_WHEEL]
-    assert standin.asked_for(PYPI_INDEX, "torch") == []
-    # pip's own words in the build log: the later package's torch requirement was met by the
-    # ROCm torch already installed.
-    assert re.search(r"Requirement already satisfied: torch>=2\.0 .*\(2\.9\.1\+rocm6\.3\)", run.log)
+    # (uv may fetch a wheel twice, for its metadata and then to install it: the set is the claim)
+    assert {(i, f) for i, f in downloads if f.startswith("torch-")} == {
+        (ROCM_INDEX, ROCM_TORCH_WHEEL)
+    }, downloads
+    # uv, unlike pip, reads the PyPI stand-in's torch listing while it resolves the stack (it
+    # weighs every index); it never fetched a file from it: the exact +rocm6.3 pin excludes them.
+    assert {r.path for r in standin.asked_for(PYPI_INDEX, "torch")} <= {"/simple/torch/"}
+    # uv's own words in the build log: the stack step installed the later package and left the
+    # ROCm torch already installed alone (no `+ torch==` or `- torch==` line of its own).
+    stack_step = step_output(run.log, "-r /opt/bakery/requirements.txt")
+    assert " + standin-needs-torch==1.0" in stack_step, stack_step
+    assert not re.search(r" [+-] torch(vision)?==", stack_step), stack_step
+
+
+def step_output(log: str, marker: str) -> str:
+    """The BuildKit log lines of the one RUN step whose command contains `marker`."""
+    [number] = {
+        m.group(1)
+        for m in re.finditer(r"^#(\d+) \[[^\]]*\] RUN .*", log, re.M)
+        if marker in m.group(0)
+    }
+    return "\n".join(line for line in log.splitlines() if line.startswith(f"#{number} "))
 
 
 def test_guard_fails_the_build_when_a_differently_suffixed_torch_slips_in(
@@ -274,6 +311,8 @@ def test_guard_fails_the_build_when_a_differently_suffixed_torch_slips_in(
     # torch itself still came only from the accelerator index: it was the later package
     # (served by the PyPI stand-in) that changed it.
     downloads = standin.wheel_downloads()
-    assert [f for _, f in downloads if f.startswith("torch-")] == [ROCM_TORCH_WHEEL]
+    assert {(i, f) for i, f in downloads if f.startswith("torch-")} == {
+        (ROCM_INDEX, ROCM_TORCH_WHEEL)
+    }, downloads
     assert (PYPI_INDEX, "standin_clobber-1.0-py3-none-any.whl") in downloads
-    assert standin.asked_for(PYPI_INDEX, "torch") == []
+    assert {r.path for r in standin.asked_for(PYPI_INDEX, "torch")} <= {"/simple/torch/"}

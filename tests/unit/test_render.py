@@ -213,7 +213,8 @@ def test_training_code_is_the_last_layer() -> None:
         line for line in text.splitlines()[copy_code + 1 :] if line and not line.startswith("#")
     ]
     assert all(line.split()[0] in ("WORKDIR", "USER", "ENTRYPOINT", "CMD") for line in later), later
-    assert instructions.count("FROM") == 5
+    # pip-local-0..3, system, uv-tool (uv for the install steps, not in the image), image
+    assert instructions.count("FROM") == 7
 
 
 def test_list_json_matches_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
