@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -380,3 +381,17 @@ def test_chart_png_renders_a_png() -> None:
     pytest.importorskip("matplotlib", reason="the chart needs the bench extra (matplotlib)")
     png = report.chart_png(_result_with([("wall", "s", 1.0), ("bytes", "B", 2.0)]))
     assert png.startswith(b"\x89PNG")
+
+
+def test_the_pin_change_edits_the_cpu_variants_stack_and_requirements(tmp_path: Path) -> None:
+    matrix = tmp_path / "matrix.toml"
+    matrix.write_text((tools.ROOT / "matrix.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    rebuild._set_matrix_pin(matrix, "pillow", "11.0.0")
+    stacks = tomllib.loads(matrix.read_text(encoding="utf-8"))["stack"]
+    assert [s["packages"]["pillow"] for s in stacks] == ["11.0.0", "12.3.0"]  # only >=3.11
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("torch==2.13.0+cpu\npillow==13.0.0\n", encoding="utf-8")
+    rebuild._set_requirement(requirements, "pillow", "12.3.0")
+    assert requirements.read_text(encoding="utf-8") == "torch==2.13.0+cpu\npillow==12.3.0\n"
+    with pytest.raises(tools.BenchError, match="no nothing== line"):
+        rebuild._set_requirement(requirements, "nothing", "1")
