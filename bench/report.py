@@ -221,10 +221,70 @@ def markdown(data: dict[str, Any], source: str, chart: str) -> str:
             "",
         ]
     lines += ["## Results", "", *summary_rows(data), "", f"![ratios]({chart})", ""]
+    lines += ["## Issue 17's goals", "", *goal_rows(data), ""]
     lines += ["## Machine", "", *machine_rows(data), "", "## Details", ""]
     for name, bench in _benchmarks(data):
         lines += section(name, bench)
     return "\n".join(lines).rstrip() + "\n"
+
+
+# Issue 17's goals: (goal, benchmark, comparison or value name, kind, limit). "ratio": the
+# comparison's baseline/bakery ratio must be at least `limit`; "value": the value at most (max)
+# or at least (min) `limit`; "share": bakery's bytes as a share of the baseline's, at most limit.
+GOALS: tuple[tuple[str, str, str, str, float], ...] = (
+    ("1. `enter` ≤ 1.3× `docker exec`", "enter", "latency of `true`", "ratio", 1 / 1.3),
+    ("1. `--help` ≤ 3× `python3 -c pass`", "enter", "start-up: build.py --help", "ratio", 1 / 3),
+    ("1. `list` ≤ 3× `python3 -c pass`", "enter", "start-up: build.py list", "ratio", 1 / 3),
+    ("1. `generate --check` ≤ 3× `python3 -c pass`", "enter",
+     "start-up: build.py generate --check", "ratio", 1 / 3),
+    ("2. code-change rebuild ≤ 1.5× bakery's own buildx build", "rebuild",
+     "bakery's rebuild wall time / its own buildx build (medians)", "value max", 1.5),
+    ("2. code-change rebuild ≤ 1.25× the well-ordered Dockerfile", "rebuild",
+     "rebuild wall time (vs well-ordered Dockerfile)", "ratio", 1 / 1.25),
+    ("2. pin-change rebuild ≥ 3× faster than the well-ordered Dockerfile", "rebuild",
+     "rebuild after one pin change (pillow)", "ratio", 3.0),
+    ("3. second variant downloads ≤ 5 % of the first's", "variant",
+     "second variant bytes downloaded: pip vs uv", "share", 0.05),
+)  # fmt: skip
+
+
+def goal_rows(data: dict[str, Any]) -> list[str]:
+    """One row per goal: the measured figure from this result file, and met or not."""
+    benches = dict(_benchmarks(data))
+    rows = ["| goal | measured | met |", "| --- | --- | --- |"]
+    for goal, bench_name, name, kind, limit in GOALS:
+        figure, met = _goal_figure(benches.get(bench_name), name, kind, limit)
+        rows.append(f"| {cell(goal)} | {cell(figure)} | {met} |")
+    sharing = benches.get("sharing")
+    for v in (sharing or {}).get("values", []):
+        if v["name"].startswith("shared by") and "goal 4" in v.get("note", ""):
+            rows.append(
+                f"| {cell('4. ' + v['name'] + ' ≥ 95 %')} | {fmt(v['value'], '%')} "
+                f"| {'yes' if v['value'] >= 95 else 'no'} |"
+            )
+    return rows
+
+
+def _goal_figure(
+    bench: dict[str, Any] | None, name: str, kind: str, limit: float
+) -> tuple[str, str]:
+    if bench is None:
+        return "not measured in this run", "—"
+    if kind.startswith("value"):
+        value = next((v["value"] for v in bench["values"] if v["name"] == name), None)
+        if value is None:
+            return "not measured", "—"
+        met = value <= limit if kind == "value max" else value >= limit
+        return f"{value:.2f}×", "yes" if met else "no"
+    comparison = next((c for c in bench["comparisons"] if c["name"] == name), None)
+    if comparison is None or comparison.get("ratio") in (None, 0):
+        return "not measured", "—"
+    ratio = float(comparison["ratio"])
+    if kind == "share":
+        share = 1 / ratio
+        return f"{100 * share:.3f} % (uv vs pip)", "yes" if share <= limit else "no"
+    figure = f"ratio {ratio:.2f} (bakery takes {1 / ratio:.2f}× the baseline)"
+    return figure, "yes" if ratio >= limit else "no"
 
 
 PANELS = ("seconds", "bytes", "counts")  # one chart panel per unit, in this order

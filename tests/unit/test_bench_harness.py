@@ -395,3 +395,34 @@ def test_the_pin_change_edits_the_cpu_variants_stack_and_requirements(tmp_path: 
     assert requirements.read_text(encoding="utf-8") == "torch==2.13.0+cpu\npillow==12.3.0\n"
     with pytest.raises(tools.BenchError, match="no nothing== line"):
         rebuild._set_requirement(requirements, "nothing", "1")
+
+
+def test_goal_rows_say_met_or_not_from_the_results() -> None:
+    def comparison(name: str, ratio: float) -> dict[str, object]:
+        return {"name": name, "ratio": ratio}
+
+    data = {
+        "benchmarks": {
+            "enter": {"comparisons": [comparison("latency of `true`", 0.9),
+                                      comparison("start-up: build.py --help", 0.2)], "values": []},
+            "variant": {"comparisons": [comparison("second variant bytes downloaded: pip vs uv", 1e5)],
+                        "values": []},
+            "sharing": {"comparisons": [], "values": [
+                {"name": "shared by a and a-slim", "value": 96.0, "unit": "%", "note": "goal 4: >= 95 %"}]},
+        }
+    }  # fmt: skip
+    rows = "\n".join(report.goal_rows(data))
+    assert (
+        "| 1. `enter` ≤ 1.3× `docker exec` | ratio 0.90 (bakery takes 1.11× the baseline) | yes |"
+        in rows
+    )
+    assert (
+        "| 1. `--help` ≤ 3× `python3 -c pass` | ratio 0.20 (bakery takes 5.00× the baseline) | no |"
+        in rows
+    )
+    assert "0.001 % (uv vs pip) | yes |" in rows
+    assert "shared by a and a-slim ≥ 95 % | 96.0 % | yes |" in rows
+    assert (
+        "| 2. pin-change rebuild ≥ 3× faster than the well-ordered Dockerfile | not measured in this run | — |"
+        in rows
+    )
