@@ -187,9 +187,9 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
 
 
 def up_request(args: argparse.Namespace) -> UpRequest:
+    """up's (and enter --create's) arguments, unresolved."""
     from bakery.devbox import UpRequest  # noqa: PLC0415 - lazy: --help imports no library
 
-    """up's (and enter --create's) arguments, unresolved."""
     return UpRequest(
         matrix=args.matrix,
         selection=selection_of(args),

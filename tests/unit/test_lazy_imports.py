@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,6 +34,20 @@ print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
 """
 
 
+def probe(code: str, argv: list[str]) -> Any:
+    """Run `code` with ARGV in a fresh interpreter; the JSON on its last line of output."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -48,16 +63,7 @@ print(json.dumps({"code": code, "loaded": [m for m in %r if m in sys.modules]}))
     ],
 )
 def test_command_imports_no_docker_client_library(argv: list[str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE % (HEAVY,), *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.splitlines()[-1])
+    result = probe(PROBE % (HEAVY,), argv)
     assert result["code"] == 0
     assert result["loaded"] == [], f"`build.py {' '.join(argv)}` imported {result['loaded']}"
 
@@ -145,16 +151,7 @@ print(json.dumps(sorted(m for m in sys.modules if m in names or m.startswith(nam
 
 def imports_of(argv: list[str], names: tuple[str, ...] = HELP_FREE) -> list[str]:
     """The modules of `names` (and their submodules) that `build.py ARGV` left imported."""
-    done = subprocess.run(
-        [sys.executable, "-c", HELP_PROBE % (names,), *argv],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    loaded: list[str] = probe(HELP_PROBE % (names,), argv)
     return loaded
 
 
