@@ -411,7 +411,7 @@ def copy_project(dest: Path) -> Path:  # dest: an empty Context.project_dir
     hits the same BuildKit cache as a build from the repository.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("matrix.toml", "Dockerfile.in", ".dockerignore"):
+    for name in ("matrix.toml", "Dockerfile.in", ".dockerignore", "docker-bake.json"):
         shutil.copy(ROOT / name, dest / name)
     shutil.copytree(ROOT / "images", dest / "images")
     shutil.copytree(

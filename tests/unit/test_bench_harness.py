@@ -426,3 +426,10 @@ def test_goal_rows_say_met_or_not_from_the_results() -> None:
         "| 2. pin-change rebuild ≥ 3× faster than the well-ordered Dockerfile | not measured in this run | — |"
         in rows
     )
+
+
+def test_a_project_copy_passes_generate_check(tmp_path: Path) -> None:
+    """The rebuild benchmark's copy holds everything `generate --check` compares (the bake file
+    beside images/ was once left out, and the full run failed at its first step)."""
+    copy = tools.copy_project(tmp_path / "copy")
+    assert (copy / "docker-bake.json").is_file()
