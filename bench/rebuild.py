@@ -280,8 +280,12 @@ def _own_build_ratio(result: BenchResult, series: tuple[Comparison, ...]) -> Non
         )  # fmt: skip
 
 
-# The pin flipped by the pin-change rebuild: 13.0.0 is the matrix's, 12.3.0 the Python 3.10 one's.
-PIN = ("pillow", ("12.3.0", "13.0.0"))
+# The pin the pin-change rebuild changes, to a version neither side has built in this run (one
+# per repetition: flipping between two versions let both sides' layer caches answer from the
+# second repetition on). uv's cache may hold a version from an earlier run: each sample says
+# whether bakery's install went online for it.
+UV_ONLINE = "uv: not everything is in its cache"  # Dockerfile.in's uv_install says so
+PIN = ("pillow", ("12.2.0", "12.1.1", "12.1.0", "12.0.0", "11.3.0", "11.2.1"))
 
 
 def _pin_change(
@@ -303,21 +307,20 @@ def _pin_change(
     )  # fmt: skip
 
     def baseline(rep: int) -> None:
-        _set_requirement(ordered / "requirements.txt", name, versions[rep % 2])
+        _set_requirement(ordered / "requirements.txt", name, versions[rep % len(versions)])
         b = build_handwritten(ctx, ordered, ordered_ref, f"rebuild-pin-well-ordered-{rep}")
         c.baseline.samples.append(Sample(b.seconds, {"steps_run": list(b.steps_run)}))
 
     def bakery(rep: int) -> None:
-        _set_matrix_pin(ours / "matrix.toml", name, versions[rep % 2])
+        version = versions[rep % len(versions)]
+        _set_matrix_pin(ours / "matrix.toml", name, version)
         started = time.monotonic()
         tools.run(tools.bakery_command("generate", "--matrix", str(ours / "matrix.toml")), cwd=ours)
         r = build_bakery(ctx, ours, repository)
-        c.bakery.samples.append(
-            Sample(
-                time.monotonic() - started,
-                {"build_seconds": r["seconds"], "steps_run": r["steps_run"]},
-            )
-        )
+        log = Path(str(r["log"])).read_text(encoding="utf-8", errors="replace")
+        extra = {"build_seconds": r["seconds"], "steps_run": r["steps_run"], "version": version,
+                 "uv_online": UV_ONLINE in log}  # fmt: skip
+        c.bakery.samples.append(Sample(time.monotonic() - started, extra))
 
     ctx.log(f"rebuild: pin change, {reps} repetition(s), sides interleaved")
     run_interleaved({BASELINE: baseline, BAKERY: bakery}, reps, ctx.log)
